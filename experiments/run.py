@@ -1,0 +1,44 @@
+r"""Runs one experiment.
+
+    python -m experiments.run --config=configs/dann_digits.py --workdir=runs/dann \
+        --config.seed=1 --config.train.steps=500
+
+Re-running with the same workdir resumes from its last checkpoint. A config file may
+take an argument after a colon (``configs/x.py:source=amazon,target=webcam``) if its
+``get_config`` accepts one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tljax.checkpoint import CheckpointError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file (configs/*.py).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from tljax.train import train_and_evaluate
+
+    try:
+        results = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)

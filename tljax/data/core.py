@@ -1,0 +1,86 @@
+"""Containers for domains and transfer tasks, held in host memory as NumPy arrays.
+
+Images are float32 NHWC in [0, 1] (or any float features for the toys); labels are
+int32 in ``[0, num_classes)``. Every domain keeps its train and test splits apart: a
+method trains on ``source.train`` (labels) and ``target.train`` (images only) and the
+reported numbers say which test split they come from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split of one domain: inputs ``x`` of shape ``(n, ...)`` and labels ``y`` ``(n,)``."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self):
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(
+                f"Split has {self.x.shape[0]} inputs but {self.y.shape[0]} labels; "
+                "they must have the same length."
+            )
+        if self.y.ndim != 1:
+            raise ValueError(f"Labels must be a 1-D array, got shape {self.y.shape}.")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """A named domain with train and test splits."""
+
+    name: str
+    train: Split
+    test: Split
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A transfer task: a labeled source domain and a target domain.
+
+    Attributes:
+      name: e.g. ``"digits->digits_m"``.
+      source: the labeled domain.
+      target: the domain to adapt to; its train labels are never given to a method.
+      num_classes: number of classes shared by both domains.
+    """
+
+    name: str
+    source: Domain
+    target: Domain
+    num_classes: int
+
+    def validate(self) -> None:
+        """Checks shapes and label ranges of both domains.
+
+        Raises:
+          ValueError: if the domains' input shapes differ or a label is outside
+            ``[0, num_classes)``.
+        """
+        shapes = {
+            f"{d.name}.{s}": getattr(d, s).x.shape[1:]
+            for d in (self.source, self.target)
+            for s in ("train", "test")
+        }
+        if len(set(shapes.values())) != 1:
+            raise ValueError(
+                f"Task {self.name!r}: input shapes differ between domains/splits: {shapes}. "
+                "Resize or pad one domain so both have the same per-example shape."
+            )
+        for d in (self.source, self.target):
+            for s in ("train", "test"):
+                y = getattr(d, s).y
+                if y.size and (y.min() < 0 or y.max() >= self.num_classes):
+                    bad = y[(y < 0) | (y >= self.num_classes)][0]
+                    raise ValueError(
+                        f"Task {self.name!r}: label {int(bad)} in {d.name}.{s} is out of "
+                        f"range; valid labels are 0..{self.num_classes - 1}."
+                    )

@@ -1,0 +1,58 @@
+"""Evaluation: accuracy and per-class accuracy over a whole split, in fixed-size batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+
+def predict(eval_fn: Callable, params, rest, x: np.ndarray, *, batch_size: int = 512,
+            sharding=None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and features of every example of ``x``.
+
+    The last batch is zero-padded to ``batch_size`` so the compiled eval step is reused.
+
+    Args:
+      eval_fn: a jitted ``(params, rest, images) -> (logits, features)``.
+      params, rest: the model state.
+      x: inputs ``(n, ...)``.
+      batch_size: examples per call; a multiple of the number of devices when sharded.
+      sharding: optional sharding of each input batch.
+    """
+    n = x.shape[0]
+    logits, feats = [], []
+    for start in range(0, n, batch_size):
+        xb = x[start : start + batch_size]
+        k = xb.shape[0]
+        if k < batch_size:
+            xb = np.concatenate([xb, np.zeros((batch_size - k, *xb.shape[1:]), xb.dtype)])
+        xb = jax.device_put(xb, sharding) if sharding is not None else xb
+        lb, fb = eval_fn(params, rest, xb)
+        logits.append(np.asarray(lb)[:k])
+        feats.append(np.asarray(fb)[:k])
+    return np.concatenate(logits), np.concatenate(feats)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of examples whose arg-max logit is the label."""
+    if logits.shape[0] != labels.shape[0]:
+        raise ValueError(f"{logits.shape[0]} predictions for {labels.shape[0]} labels.")
+    return float(np.mean(np.argmax(logits, -1) == labels))
+
+
+def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Accuracy of each class (NaN for a class absent from ``labels``)."""
+    pred = np.argmax(logits, -1)
+    out = np.full(num_classes, np.nan)
+    for c in range(num_classes):
+        mask = labels == c
+        if mask.any():
+            out[c] = np.mean(pred[mask] == c)
+    return out
+
+
+def mean_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
+    """Mean over present classes of the per-class accuracy (VisDA's metric)."""
+    return float(np.nanmean(per_class_accuracy(logits, labels, num_classes)))

@@ -1,0 +1,243 @@
+"""``train_and_evaluate``: the loop around the pure train step.
+
+Data, evaluation, checkpoints and logs hang off this loop, never inside the step. The
+host syncs with the device only every ``log_every`` steps (to log averaged metrics and
+check for NaN), so dispatch stays ahead of compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from tljax import config as config_lib
+from tljax import evaluate, methods, optim
+from tljax.checkpoint import Checkpointer
+from tljax.data import tasks
+from tljax.data.stream import DomainPairStream
+from tljax.logs import MetricLogger
+from tljax.models import build_classifier
+from tljax.train import TrainState, build_net, init_state, make_eval_step, make_train_step
+
+log = logging.getLogger("tljax")
+
+
+def data_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over all (or the given) devices with the axis name ``data``."""
+    return Mesh(np.array(devices if devices is not None else jax.devices()), ("data",))
+
+
+def _state_to_tree(state: TrainState) -> dict:
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+
+
+def _stack(batches):
+    return jax.tree.map(lambda *xs: np.stack(xs), *batches)
+
+
+def build(config):
+    """Builds everything a run needs from its config (no training).
+
+    Returns:
+      A dict with ``task, method, graphs, state, tx, labels, report, schedule,
+      train_step, eval_step`` (step functions not yet jitted).
+    """
+    config_lib.validate(config)
+    task = tasks.get_task(config.data.task, data_seed=config.data.data_seed,
+                          image_size=config.data.image_size)
+    task.validate()
+    method = methods.get(config.method.name, **config.method.hparams.to_dict())
+    model = build_classifier(
+        config.model.backbone, task.source.train.x.shape[1:], task.num_classes,
+        rngs=nnx.Rngs(config.seed), bottleneck_dim=config.model.bottleneck_dim or None,
+        **config.model.backbone_kwargs.to_dict(),
+    )
+    graphs, params, rest = build_net(model, method, seed=config.seed,
+                                     num_classes=task.num_classes)
+    o = config.optim
+    schedule = optim.make_schedule(o.schedule, base_lr=o.lr, total_steps=config.train.steps,
+                                   gamma=o.gamma, power=o.power, warmup_steps=o.warmup_steps)
+    tx, labels, report = optim.make_optimizer(
+        params, [tuple(r) for r in o.freeze], optimizer=o.optimizer, schedule=schedule,
+        momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay,
+        b1=o.b1, b2=o.b2, grad_clip=o.grad_clip or None,
+    )
+    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else None
+    step = make_train_step(graphs, method, tx, frozen=optim.frozen_mask(labels),
+                           weight=config.method.weight, num_classes=task.num_classes,
+                           lr_schedule=schedule, compute_dtype=dtype)
+    return dict(
+        task=task, method=method, graphs=graphs, tx=tx, labels=labels, report=report,
+        schedule=schedule, train_step=step, eval_step=make_eval_step(graphs, dtype),
+        state=init_state(params, rest, tx, seed=config.seed),
+    )
+
+
+def _check_resume_config(workdir: str, config) -> None:
+    path = os.path.join(workdir, "config.json")
+    now = {k: v for k, v in config_lib.flatten(config).items()
+           if k not in config_lib.RESUMABLE_FIELDS}
+    now = json.loads(json.dumps(now, default=str))
+    if os.path.exists(path):
+        with open(path) as f:
+            before = {k: v for k, v in json.load(f).items()
+                      if k not in config_lib.RESUMABLE_FIELDS}
+        diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+        if diff:
+            raise ValueError(
+                f"{workdir} holds a run with a different config (differs in {diff}: "
+                f"{[(before.get(k), now.get(k)) for k in diff]}). Use a new workdir, or "
+                "the same config to resume."
+            )
+    with open(path, "w") as f:
+        json.dump(json.loads(json.dumps(config_lib.flatten(config), default=str)), f,
+                  indent=1)
+
+
+def _evaluate(parts, state, eval_fn, sharding, batch_size):
+    task = parts["task"]
+    out = {}
+    for role, domain in (("source", task.source), ("target", task.target)):
+        logits, _ = evaluate.predict(eval_fn, state.params, state.rest, domain.test.x,
+                                     batch_size=batch_size, sharding=sharding)
+        out[f"{role}_test_acc"] = evaluate.accuracy(logits, domain.test.y)
+        out[f"{role}_test_mean_class_acc"] = evaluate.mean_class_accuracy(
+            logits, domain.test.y, task.num_classes)
+    return out
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains (resuming from ``workdir`` if it holds a checkpoint) and evaluates.
+
+    Writes ``config.json``, ``freeze_rules.txt``, ``metrics.jsonl``, TensorBoard events,
+    ``checkpoints/`` and, at the end, ``results.json`` to ``workdir``.
+
+    Returns:
+      The final results: accuracies on the source and target *test* splits.
+
+    Raises:
+      ValueError: bad config, data or shapes.
+      FloatingPointError: the loss became NaN/Inf (the message names the step; the last
+        checkpoint, written before it, is kept).
+    """
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    parts = build(config)
+    task, t = parts["task"], config.train
+    mesh = data_mesh()
+    n_dev = mesh.devices.size
+    if config.data.batch_size % n_dev or t.eval_batch_size % n_dev:
+        raise ValueError(
+            f"data.batch_size={config.data.batch_size} and train.eval_batch_size="
+            f"{t.eval_batch_size} must be multiples of the {n_dev} devices."
+        )
+    replicated = NamedSharding(mesh, PartitionSpec())
+    batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+    stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+    _check_resume_config(workdir, config)
+    with open(os.path.join(workdir, "freeze_rules.txt"), "w") as f:
+        f.write(optim.format_rule_report(parts["report"]) + "\n")
+
+    state = jax.device_put(parts["state"], replicated)
+    stream = DomainPairStream(task, config.data.batch_size, seed=config.seed)
+    logger = MetricLogger(workdir, tensorboard=t.tensorboard)
+    ckpt = Checkpointer(workdir, max_to_keep=t.max_to_keep)
+    try:
+        if ckpt.latest_step() is not None:
+            tree, meta = ckpt.restore(_state_to_tree(state))
+            state = TrainState(**tree)
+            stream.set_state(meta["stream"])
+            logger.truncate_after(int(state.step))
+            log.info("Resumed from step %d in %s", int(state.step), ckpt.directory)
+        return _run(config, parts, state, stream, logger, ckpt,
+                    (replicated, batch_sharding, stacked_sharding), workdir)
+    finally:
+        ckpt.close()
+        logger.close()
+
+
+def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
+    task, t = parts["task"], config.train
+    _, batch_sharding, stacked_sharding = shardings
+    k = t.steps_per_call
+    step_fn = parts["train_step"]
+    if k > 1:
+        single = step_fn
+        step_fn = lambda s, b: jax.lax.scan(lambda c, x: single(c, x), s, b)
+    train = jax.jit(step_fn, donate_argnums=0)
+    eval_fn = jax.jit(parts["eval_step"])
+    start = int(state.step)
+    pending, last_ckpt = [], ckpt.latest_step()
+    bar = None
+    if t.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=t.steps, initial=start, desc=f"{config.method.name} {task.name}",
+                   unit="step", dynamic_ncols=True)
+    tic, t_window, compile_s = time.perf_counter(), time.perf_counter(), None
+    step = start
+    while step < t.steps:
+        if k > 1:
+            batch = jax.device_put(_stack([next(stream) for _ in range(k)]), stacked_sharding)
+        else:
+            batch = jax.device_put(next(stream), batch_sharding)
+        state, metrics = train(state, batch)
+        step += k
+        pending.append(metrics)
+        if compile_s is None:
+            jax.block_until_ready(state.step)
+            compile_s = time.perf_counter() - tic
+            t_window = time.perf_counter()
+        if bar is not None:
+            bar.update(k)
+        if step % t.log_every == 0 or step >= t.steps:
+            host = jax.device_get(pending)
+            pending = []
+            bad = int(jax.device_get(state.nonfinite_step))
+            if bad >= 0:
+                raise FloatingPointError(
+                    f"The loss became NaN/Inf at step {bad}; stopping. The last good "
+                    f"checkpoint (step {last_ckpt}) is kept in {ckpt.directory}."
+                )
+            avg = {m: float(np.mean([np.mean(h[m]) for h in host])) for m in host[0]}
+            now = time.perf_counter()
+            avg["steps_per_s"] = len(host) * k / max(now - t_window, 1e-9)
+            t_window = now
+            logger.write(step, "train", avg)
+            if bar is not None:
+                bar.set_postfix(loss=f"{avg['loss']:.3f}", src_acc=f"{avg['source_acc']:.2f}")
+        if step % t.eval_every == 0 or step >= t.steps:
+            logger.write(step, "eval", _evaluate(parts, state, eval_fn, batch_sharding,
+                                                 t.eval_batch_size))
+        if step % t.checkpoint_every == 0 or step >= t.steps:
+            ckpt.save(step, _state_to_tree(state), {"stream": stream.get_state()})
+            last_ckpt = step
+    if bar is not None:
+        bar.close()
+    final = _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size)
+    elapsed = time.perf_counter() - tic
+    results = {
+        "task": task.name,
+        "method": config.method.name,
+        "seed": int(config.seed),
+        "steps": int(state.step),
+        **final,
+        "evaluated_on": {"source": f"{task.source.name}/test",
+                         "target": f"{task.target.name}/test"},
+        "selection": "last step",
+        "trained_steps_this_run": int(state.step) - start,
+        "wall_time_s": elapsed,
+        "compile_s": compile_s,
+    }
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return results

@@ -1,0 +1,80 @@
+"""Backbone registry and the classifier builder.
+
+A backbone is an ``nnx.Module`` whose call returns a dict with at least ``"features"``
+(shape ``(n, feature_dim)``) and that has a ``feature_dim`` attribute. Register new ones
+with :func:`register_backbone`; a factory takes ``(input_shape, *, rngs, **kwargs)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from flax import nnx
+
+from tljax.models.heads import Bottleneck, Classifier, DomainDiscriminator
+
+# name -> "module:function", imported lazily so heavy backbones cost nothing until used.
+_BACKBONES: dict[str, str | Callable] = {
+    "lenet": "tljax.models.lenet:lenet",
+    "mlp": "tljax.models.mlp:mlp",
+}
+
+
+def register_backbone(name: str, factory: str | Callable) -> None:
+    """Registers a backbone factory (a callable or a ``"module:function"`` string)."""
+    _BACKBONES[name] = factory
+
+
+def backbone_names() -> list[str]:
+    """Names accepted by :func:`build_classifier`."""
+    return sorted(_BACKBONES)
+
+
+def get_backbone_factory(name: str) -> Callable:
+    """Returns the factory registered under ``name``.
+
+    Raises:
+      ValueError: if no backbone of that name is registered.
+    """
+    if name not in _BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; valid backbones: {backbone_names()}.")
+    factory = _BACKBONES[name]
+    if isinstance(factory, str):
+        module, fn = factory.split(":")
+        factory = getattr(importlib.import_module(module), fn)
+    return factory
+
+
+def build_classifier(
+    name: str,
+    input_shape,
+    num_classes: int,
+    *,
+    rngs: nnx.Rngs,
+    bottleneck_dim: int | None = None,
+    **backbone_kwargs,
+) -> Classifier:
+    """Builds ``Classifier(backbone(name), bottleneck, head)``.
+
+    Args:
+      name: a registered backbone name.
+      input_shape: shape of one example (e.g. ``(28, 28, 3)``).
+      num_classes: number of classes.
+      rngs: NNX random streams.
+      bottleneck_dim: width of the ``Linear→BN→ReLU`` bottleneck, or ``None``.
+      **backbone_kwargs: passed to the backbone factory.
+    """
+    backbone = get_backbone_factory(name)(tuple(input_shape), rngs=rngs, **backbone_kwargs)
+    return Classifier(backbone, num_classes, bottleneck_dim=bottleneck_dim, rngs=rngs)
+
+
+__all__ = [
+    "Bottleneck",
+    "Classifier",
+    "DomainDiscriminator",
+    "backbone_names",
+    "build_classifier",
+    "get_backbone_factory",
+    "register_backbone",
+]
