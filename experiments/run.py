@@ -15,6 +15,7 @@ import logging
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from tljax.checkpoint import CheckpointError
@@ -30,6 +31,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     from tljax.train import train_and_evaluate
 
     try:

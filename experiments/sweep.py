@@ -16,6 +16,7 @@ import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from tljax import report
 
@@ -58,6 +59,7 @@ def apply_override(config, item: str) -> None:
 def main(argv):
     del argv
     logging.basicConfig(level=logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     from tljax.train import train_and_evaluate
 
     for path in _CONFIGS.value:
@@ -76,8 +78,10 @@ def main(argv):
             except (ValueError, FileNotFoundError, FloatingPointError) as e:
                 print(f"error in {workdir}: {e}", file=sys.stderr)
                 sys.exit(1)
-            print(f"[sweep] {workdir}: target test acc {100 * r['target_test_acc']:.1f}%",
-                  file=sys.stderr)
+            print(
+                f"[sweep] {workdir}: target test acc {100 * r['target_test_acc']:.1f}%",
+                file=sys.stderr,
+            )
     table = report.markdown_table(report.summarize(report.collect(_WORKDIR.value)))
     print(table)
     with open(os.path.join(_WORKDIR.value, "results.md"), "w") as f:

@@ -13,9 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
 
 
 def train_lines(workdir):
@@ -48,9 +53,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.run", cfg, f"--workdir={killed}",
-                             *steps], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", cfg, f"--workdir={killed}", *steps],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "40").exists():
         assert proc.poll() is None, "run ended before it could be killed"
@@ -71,22 +80,33 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
 
 def test_unknown_config_key_fails_with_suggestion(tmp_path):
-    out = cli("--config=tests/configs/tiny.py:dann,moons", f"--workdir={tmp_path}",
-              "--config.optim.lrr=0.1")
+    out = cli(
+        "--config=tests/configs/tiny.py:dann,moons",
+        f"--workdir={tmp_path}",
+        "--config.optim.lrr=0.1",
+    )
     assert out.returncode != 0
     assert "lrr" in out.stderr and "lr" in out.stderr
 
 
 def test_unknown_method_lists_valid_ones(tmp_path):
-    out = cli("--config=tests/configs/tiny.py:dann,moons", f"--workdir={tmp_path}",
-              "--config.method.name=danny")
+    out = cli(
+        "--config=tests/configs/tiny.py:dann,moons",
+        f"--workdir={tmp_path}",
+        "--config.method.name=danny",
+    )
     assert out.returncode == 1
     assert "Unknown method 'danny'" in out.stderr and "source_only" in out.stderr
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
-    out = cli("--config=tests/configs/tiny.py:source_only,moons", f"--workdir={tmp_path}",
-              "--config.optim.lr=1e38", "--config.optim.momentum=0.0", "--config.train.steps=400")
+    out = cli(
+        "--config=tests/configs/tiny.py:source_only,moons",
+        f"--workdir={tmp_path}",
+        "--config.optim.lr=1e38",
+        "--config.optim.momentum=0.0",
+        "--config.train.steps=400",
+    )
     assert out.returncode == 1
     assert "NaN/Inf at step" in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "results.json").exists()

@@ -67,7 +67,9 @@ def test_frozen_leaves_bitwise_unchanged_and_hold_no_moments(name):
         p = optax.apply_updates(p, updates)
     frozen = p["model"]["backbone"]["conv1"]
     for k in frozen:
-        np.testing.assert_array_equal(np.asarray(frozen[k]), np.asarray(params["model"]["backbone"]["conv1"][k]))
+        np.testing.assert_array_equal(
+            np.asarray(frozen[k]), np.asarray(params["model"]["backbone"]["conv1"][k])
+        )
     assert not np.allclose(p["model"]["head"]["kernel"], params["model"]["head"]["kernel"])
     # The trainable partition's moments exist only for trainable leaves.
     inner = state.inner_states["lr_x1"].inner_state
@@ -81,11 +83,18 @@ def test_frozen_leaves_bitwise_unchanged_and_hold_no_moments(name):
 def test_lr_multiplier_scales_updates():
     params = _params()
     rules = [("backbone", 0.1), (".*", 1.0)]
-    tx, _, _ = optim.make_optimizer(params, rules, optimizer="sgd", momentum=0.0,
-                                    nesterov=False, schedule=optax.constant_schedule(0.2))
+    tx, _, _ = optim.make_optimizer(
+        params,
+        rules,
+        optimizer="sgd",
+        momentum=0.0,
+        nesterov=False,
+        schedule=optax.constant_schedule(0.2),
+    )
     updates, _ = tx.update(_grads(params), tx.init(params), params)
-    np.testing.assert_allclose(updates["model"]["backbone"]["conv1"]["kernel"], -0.2 * 0.1 * 0.25,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        updates["model"]["backbone"]["conv1"]["kernel"], -0.2 * 0.1 * 0.25, rtol=1e-6
+    )
     np.testing.assert_allclose(updates["model"]["head"]["kernel"], -0.2 * 0.25, rtol=1e-6)
 
 
@@ -94,9 +103,15 @@ def test_sgd_weight_decay_matches_pytorch_semantics():
     p0 = {"w": jnp.array([1.0, -2.0])}
     g = {"w": jnp.array([0.5, 0.25])}
     lr, mu, wd = 0.1, 0.9, 0.01
-    tx, _, _ = optim.make_optimizer(p0, [(".*", 1.0)], optimizer="sgd", momentum=mu,
-                                    nesterov=True, weight_decay=wd,
-                                    schedule=optax.constant_schedule(lr))
+    tx, _, _ = optim.make_optimizer(
+        p0,
+        [(".*", 1.0)],
+        optimizer="sgd",
+        momentum=mu,
+        nesterov=True,
+        weight_decay=wd,
+        schedule=optax.constant_schedule(lr),
+    )
     state, p = tx.init(p0), p0
     w, buf = np.array([1.0, -2.0]), np.zeros(2)
     for _ in range(3):

@@ -45,7 +45,8 @@ def test_frozen_params_get_no_gradient_computation():
     n_conv = jaxpr.count("conv_general_dilated")
     state2, step2, _, _ = tiny_setup("source_only")
     n_conv_trained = str(jax.make_jaxpr(step2)(state2, random_batch())).count(
-        "conv_general_dilated")
+        "conv_general_dilated"
+    )
     assert n_conv == 2 and n_conv_trained > 2, (n_conv, n_conv_trained)
 
 
@@ -55,8 +56,11 @@ def test_step_does_not_know_the_method_weight_zero_equals_source_only():
     s_so, step_so, _, _ = tiny_setup("source_only")
     a, _ = _run(s_dann, step_dann)
     b, _ = _run(s_so, step_so)
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6),
-                 a.params["model"], b.params["model"])
+    jax.tree.map(
+        lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6),
+        a.params["model"],
+        b.params["model"],
+    )
 
 
 @pytest.mark.parametrize("coeff, reaches", [(1.0, True), (0.0, False)])
@@ -66,8 +70,10 @@ def test_dann_gradient_reaches_features_scaled_by_grl_coefficient(coeff, reaches
     s_so, step_so, _, _ = tiny_setup("source_only")
     a, _ = _run(state, step, n=1)
     b, _ = _run(s_so, step_so, n=1)
-    diff = np.abs(np.asarray(a.params["model"]["backbone"]["conv1"]["kernel"])
-                  - np.asarray(b.params["model"]["backbone"]["conv1"]["kernel"])).max()
+    diff = np.abs(
+        np.asarray(a.params["model"]["backbone"]["conv1"]["kernel"])
+        - np.asarray(b.params["model"]["backbone"]["conv1"]["kernel"])
+    ).max()
     assert (diff > 1e-7) == reaches, diff
 
 

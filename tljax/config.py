@@ -48,9 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.999
     c.optim.grad_clip = 0.0  # 0: no clipping
     # Ordered (regex, rule) pairs over parameter paths; rule None = frozen, else lr x rule.
-    c.optim.freeze = (
-        (r"^.*$", 1.0),
-    )
+    c.optim.freeze = ((r"^.*$", 1.0),)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 2000
@@ -67,8 +65,14 @@ def base_config() -> ml_collections.ConfigDict:
 
 # Fields that may change when a run is resumed.
 RESUMABLE_FIELDS = {
-    "train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
-    "train.max_to_keep", "train.eval_batch_size", "train.progress", "train.tensorboard",
+    "train.steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.max_to_keep",
+    "train.eval_batch_size",
+    "train.progress",
+    "train.tensorboard",
 }
 
 # Subtrees whose keys belong to a backbone or method and are checked by them.

@@ -8,8 +8,9 @@ import jax
 import numpy as np
 
 
-def predict(eval_fn: Callable, params, rest, x: np.ndarray, *, batch_size: int = 512,
-            sharding=None) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    eval_fn: Callable, params, rest, x: np.ndarray, *, batch_size: int = 512, sharding=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits and features of every example of ``x``.
 
     The last batch is zero-padded to ``batch_size`` so the compiled eval step is reused.

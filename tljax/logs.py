@@ -35,8 +35,9 @@ class MetricLogger:
             f.writelines(lines)
 
     def write(self, step: int, kind: str, metrics: dict[str, float]) -> None:
-        clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v)))
-                 for k, v in metrics.items()}
+        clean = {
+            k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in metrics.items()
+        }
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": int(step), "kind": kind, **clean}) + "\n")
         if self._tb is not None:

@@ -52,45 +52,75 @@ def build(config):
       train_step, eval_step`` (step functions not yet jitted).
     """
     config_lib.validate(config)
-    task = tasks.get_task(config.data.task, data_seed=config.data.data_seed,
-                          image_size=config.data.image_size)
+    task = tasks.get_task(
+        config.data.task, data_seed=config.data.data_seed, image_size=config.data.image_size
+    )
     task.validate()
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
     model = build_classifier(
-        config.model.backbone, task.source.train.x.shape[1:], task.num_classes,
-        rngs=nnx.Rngs(config.seed), bottleneck_dim=config.model.bottleneck_dim or None,
+        config.model.backbone,
+        task.source.train.x.shape[1:],
+        task.num_classes,
+        rngs=nnx.Rngs(config.seed),
+        bottleneck_dim=config.model.bottleneck_dim or None,
         **config.model.backbone_kwargs.to_dict(),
     )
-    graphs, params, rest = build_net(model, method, seed=config.seed,
-                                     num_classes=task.num_classes)
+    graphs, params, rest = build_net(model, method, seed=config.seed, num_classes=task.num_classes)
     o = config.optim
-    schedule = optim.make_schedule(o.schedule, base_lr=o.lr, total_steps=config.train.steps,
-                                   gamma=o.gamma, power=o.power, warmup_steps=o.warmup_steps)
+    schedule = optim.make_schedule(
+        o.schedule,
+        base_lr=o.lr,
+        total_steps=config.train.steps,
+        gamma=o.gamma,
+        power=o.power,
+        warmup_steps=o.warmup_steps,
+    )
     tx, labels, report = optim.make_optimizer(
-        params, [tuple(r) for r in o.freeze], optimizer=o.optimizer, schedule=schedule,
-        momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay,
-        b1=o.b1, b2=o.b2, grad_clip=o.grad_clip or None,
+        params,
+        [tuple(r) for r in o.freeze],
+        optimizer=o.optimizer,
+        schedule=schedule,
+        momentum=o.momentum,
+        nesterov=o.nesterov,
+        weight_decay=o.weight_decay,
+        b1=o.b1,
+        b2=o.b2,
+        grad_clip=o.grad_clip or None,
     )
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else None
-    step = make_train_step(graphs, method, tx, frozen=optim.frozen_mask(labels),
-                           weight=config.method.weight, num_classes=task.num_classes,
-                           lr_schedule=schedule, compute_dtype=dtype)
+    step = make_train_step(
+        graphs,
+        method,
+        tx,
+        frozen=optim.frozen_mask(labels),
+        weight=config.method.weight,
+        num_classes=task.num_classes,
+        lr_schedule=schedule,
+        compute_dtype=dtype,
+    )
     return dict(
-        task=task, method=method, graphs=graphs, tx=tx, labels=labels, report=report,
-        schedule=schedule, train_step=step, eval_step=make_eval_step(graphs, dtype),
+        task=task,
+        method=method,
+        graphs=graphs,
+        tx=tx,
+        labels=labels,
+        report=report,
+        schedule=schedule,
+        train_step=step,
+        eval_step=make_eval_step(graphs, dtype),
         state=init_state(params, rest, tx, seed=config.seed),
     )
 
 
 def _check_resume_config(workdir: str, config) -> None:
     path = os.path.join(workdir, "config.json")
-    now = {k: v for k, v in config_lib.flatten(config).items()
-           if k not in config_lib.RESUMABLE_FIELDS}
+    now = {
+        k: v for k, v in config_lib.flatten(config).items() if k not in config_lib.RESUMABLE_FIELDS
+    }
     now = json.loads(json.dumps(now, default=str))
     if os.path.exists(path):
         with open(path) as f:
-            before = {k: v for k, v in json.load(f).items()
-                      if k not in config_lib.RESUMABLE_FIELDS}
+            before = {k: v for k, v in json.load(f).items() if k not in config_lib.RESUMABLE_FIELDS}
         diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
         if diff:
             raise ValueError(
@@ -99,19 +129,25 @@ def _check_resume_config(workdir: str, config) -> None:
                 "the same config to resume."
             )
     with open(path, "w") as f:
-        json.dump(json.loads(json.dumps(config_lib.flatten(config), default=str)), f,
-                  indent=1)
+        json.dump(json.loads(json.dumps(config_lib.flatten(config), default=str)), f, indent=1)
 
 
 def _evaluate(parts, state, eval_fn, sharding, batch_size):
     task = parts["task"]
     out = {}
     for role, domain in (("source", task.source), ("target", task.target)):
-        logits, _ = evaluate.predict(eval_fn, state.params, state.rest, domain.test.x,
-                                     batch_size=batch_size, sharding=sharding)
+        logits, _ = evaluate.predict(
+            eval_fn,
+            state.params,
+            state.rest,
+            domain.test.x,
+            batch_size=batch_size,
+            sharding=sharding,
+        )
         out[f"{role}_test_acc"] = evaluate.accuracy(logits, domain.test.y)
         out[f"{role}_test_mean_class_acc"] = evaluate.mean_class_accuracy(
-            logits, domain.test.y, task.num_classes)
+            logits, domain.test.y, task.num_classes
+        )
     return out
 
 
@@ -158,8 +194,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
             stream.set_state(meta["stream"])
             logger.truncate_after(int(state.step))
             log.info("Resumed from step %d in %s", int(state.step), ckpt.directory)
-        return _run(config, parts, state, stream, logger, ckpt,
-                    (replicated, batch_sharding, stacked_sharding), workdir)
+        return _run(
+            config,
+            parts,
+            state,
+            stream,
+            logger,
+            ckpt,
+            (replicated, batch_sharding, stacked_sharding),
+            workdir,
+        )
     finally:
         ckpt.close()
         logger.close()
@@ -181,8 +225,13 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
     if t.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=t.steps, initial=start, desc=f"{config.method.name} {task.name}",
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=t.steps,
+            initial=start,
+            desc=f"{config.method.name} {task.name}",
+            unit="step",
+            dynamic_ncols=True,
+        )
     tic, t_window, compile_s = time.perf_counter(), time.perf_counter(), None
     step = start
     while step < t.steps:
@@ -216,8 +265,9 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
             if bar is not None:
                 bar.set_postfix(loss=f"{avg['loss']:.3f}", src_acc=f"{avg['source_acc']:.2f}")
         if step % t.eval_every == 0 or step >= t.steps:
-            logger.write(step, "eval", _evaluate(parts, state, eval_fn, batch_sharding,
-                                                 t.eval_batch_size))
+            logger.write(
+                step, "eval", _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size)
+            )
         if step % t.checkpoint_every == 0 or step >= t.steps:
             ckpt.save(step, _state_to_tree(state), {"stream": stream.get_state()})
             last_ckpt = step
@@ -231,8 +281,10 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
         "seed": int(config.seed),
         "steps": int(state.step),
         **final,
-        "evaluated_on": {"source": f"{task.source.name}/test",
-                         "target": f"{task.target.name}/test"},
+        "evaluated_on": {
+            "source": f"{task.source.name}/test",
+            "target": f"{task.target.name}/test",
+        },
         "selection": "last step",
         "trained_steps_this_run": int(state.step) - start,
         "wall_time_s": elapsed,

@@ -108,8 +108,15 @@ def frozen_mask(labels) -> Any:
     return jax.tree.map(lambda label: label == FROZEN, labels)
 
 
-def make_schedule(kind: str, *, base_lr: float, total_steps: int, gamma: float = 1e-3,
-                  power: float = 0.75, warmup_steps: int = 0) -> optax.Schedule:
+def make_schedule(
+    kind: str,
+    *,
+    base_lr: float,
+    total_steps: int,
+    gamma: float = 1e-3,
+    power: float = 0.75,
+    warmup_steps: int = 0,
+) -> optax.Schedule:
     """Learning-rate schedules.
 
     Args:
@@ -129,8 +136,11 @@ def make_schedule(kind: str, *, base_lr: float, total_steps: int, gamma: float =
         return lambda i: base_lr * (1.0 + gamma * jnp.asarray(i, jnp.float32)) ** (-power)
     if kind == "cosine":
         return optax.warmup_cosine_decay_schedule(
-            0.0 if warmup_steps else base_lr, base_lr, max(warmup_steps, 0),
-            max(total_steps, warmup_steps + 1), end_value=0.0,
+            0.0 if warmup_steps else base_lr,
+            base_lr,
+            max(warmup_steps, 0),
+            max(total_steps, warmup_steps + 1),
+            end_value=0.0,
         )
     if kind == "constant":
         return optax.constant_schedule(base_lr)
@@ -139,8 +149,16 @@ def make_schedule(kind: str, *, base_lr: float, total_steps: int, gamma: float =
     )
 
 
-def _base_optimizer(name: str, lr: Callable, *, momentum: float, nesterov: bool,
-                    weight_decay: float, b1: float, b2: float) -> optax.GradientTransformation:
+def _base_optimizer(
+    name: str,
+    lr: Callable,
+    *,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    b1: float,
+    b2: float,
+) -> optax.GradientTransformation:
     if name == "sgd":
         # PyTorch SGD semantics (as in the published code): decay is added to the
         # gradient before momentum.
@@ -158,9 +176,19 @@ def _base_optimizer(name: str, lr: Callable, *, momentum: float, nesterov: bool,
     raise ValueError(f"Unknown optimizer {name!r}; valid: ['adam', 'adamw', 'sgd'].")
 
 
-def make_optimizer(params, rules: Rules, *, optimizer: str = "sgd", schedule: optax.Schedule,
-                   momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 0.0,
-                   b1: float = 0.9, b2: float = 0.999, grad_clip: float | None = None):
+def make_optimizer(
+    params,
+    rules: Rules,
+    *,
+    optimizer: str = "sgd",
+    schedule: optax.Schedule,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 0.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    grad_clip: float | None = None,
+):
     """The optimizer of a run: one base optimizer per lr multiplier, frozen leaves zeroed.
 
     Args:
@@ -183,8 +211,13 @@ def make_optimizer(params, rules: Rules, *, optimizer: str = "sgd", schedule: op
     for label, mult in multipliers.items():
         lr = lambda i, m=float(mult): m * schedule(i)
         transforms[label] = _base_optimizer(
-            optimizer, lr, momentum=momentum, nesterov=nesterov,
-            weight_decay=weight_decay, b1=b1, b2=b2,
+            optimizer,
+            lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            b1=b1,
+            b2=b2,
         )
     tx = optax.partition(transforms, labels)
     if grad_clip:

@@ -34,9 +34,14 @@ def summarize(rows: list[dict], metrics=("source_test_acc", "target_test_acc")) 
         groups[(r["task"], r["method"])].append(r)
     out = []
     for (task, method), rs in groups.items():
-        entry = {"task": task, "method": method, "seeds": sorted(r["seed"] for r in rs),
-                 "steps": rs[0]["steps"], "selection": rs[0].get("selection", "last step"),
-                 "evaluated_on": rs[0].get("evaluated_on", {})}
+        entry = {
+            "task": task,
+            "method": method,
+            "seeds": sorted(r["seed"] for r in rs),
+            "steps": rs[0]["steps"],
+            "selection": rs[0].get("selection", "last step"),
+            "evaluated_on": rs[0].get("evaluated_on", {}),
+        }
         for m in metrics:
             entry[m] = mean_std([100.0 * r[m] for r in rs])
         entry["wall_time_s"] = mean_std([r["wall_time_s"] for r in rs])
@@ -47,11 +52,9 @@ def summarize(rows: list[dict], metrics=("source_test_acc", "target_test_acc")) 
 def markdown_table(summary: list[dict], metrics=("source_test_acc", "target_test_acc")) -> str:
     """A markdown table: one row per (task, method), accuracy in % as mean ± std."""
     names = {"source_test_acc": "source test acc (%)", "target_test_acc": "target test acc (%)"}
-    head = ["task", "method", *[names.get(m, m) for m in metrics], "seeds", "steps",
-            "time/run (s)"]
+    head = ["task", "method", *[names.get(m, m) for m in metrics], "seeds", "steps", "time/run (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in sorted(summary, key=lambda e: (e["task"], e["method"] != "source_only",
-                                             e["method"])):
+    for e in sorted(summary, key=lambda e: (e["task"], e["method"] != "source_only", e["method"])):
         cells = [e["task"], e["method"]]
         cells += [f"{e[m][0]:.1f} ± {e[m][1]:.1f}" for m in metrics]
         cells += [",".join(map(str, e["seeds"])), str(e["steps"]), f"{e['wall_time_s'][0]:.0f}"]

@@ -72,7 +72,7 @@ def build_net(model: nnx.Module, method: Method, *, seed: int, num_classes: int)
     train_graph, params, rest = nnx.split(net, nnx.Param, ...)
     net.eval()
     eval_graph, _, _ = nnx.split(net, nnx.Param, ...)
-    return Model(train_graph, eval_graph), params.to_pure_dict(), rest.to_pure_dict()
+    return Model(train_graph, eval_graph), nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
 
 def init_state(params, rest, tx: optax.GradientTransformation, *, seed: int) -> TrainState:
@@ -152,14 +152,17 @@ def make_train_step(
     """
     if method.train_step is not None:
         return method.train_step(
-            model=model, tx=tx, frozen=frozen, weight=weight, num_classes=num_classes,
-            lr_schedule=lr_schedule, compute_dtype=compute_dtype,
+            model=model,
+            tx=tx,
+            frozen=frozen,
+            weight=weight,
+            num_classes=num_classes,
+            lr_schedule=lr_schedule,
+            compute_dtype=compute_dtype,
         )
 
     def loss_fn(params, rest, batch, rng, step):
-        params = jax.tree.map(
-            lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen
-        )
+        params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
         net = nnx.merge(model.train_graph, _cast_floats(params, compute_dtype), rest)
         src, tgt = forward_domains(net, batch, compute_dtype)
         labels = batch["source"]["label"]
@@ -167,7 +170,7 @@ def make_train_step(
         m_loss, m_metrics = method.loss(net.method, src=src, tgt=tgt, rng=rng, step=step)
         total = task + weight * m_loss.astype(jnp.float32)
         _, _, new_rest = nnx.split(net, nnx.Param, ...)
-        new_rest = jax.tree.map(lambda n, o: n.astype(o.dtype), new_rest.to_pure_dict(), rest)
+        new_rest = jax.tree.map(lambda n, o: n.astype(o.dtype), nnx.to_pure_dict(new_rest), rest)
         metrics = {
             "loss": total,
             "task_loss": task,
@@ -187,13 +190,14 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(metrics["loss"])
-        nonfinite_step = jnp.where(
-            (state.nonfinite_step < 0) & ~finite, step, state.nonfinite_step
-        )
+        nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, step, state.nonfinite_step)
         if lr_schedule is not None:
             metrics["lr"] = jnp.asarray(lr_schedule(step), jnp.float32)
         new_state = state.replace(
-            step=step + 1, params=params, rest=rest, opt_state=opt_state,
+            step=step + 1,
+            params=params,
+            rest=rest,
+            opt_state=opt_state,
             nonfinite_step=nonfinite_step,
         )
         return new_state, jax.tree.map(lambda m: jnp.asarray(m, jnp.float32), metrics)

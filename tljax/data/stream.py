@@ -32,8 +32,9 @@ class DomainStream:
       ValueError: if the split is smaller than one batch.
     """
 
-    def __init__(self, split: Split, batch_size: int, *, seed: int, domain_id: int,
-                 name: str = "domain"):
+    def __init__(
+        self, split: Split, batch_size: int, *, seed: int, domain_id: int, name: str = "domain"
+    ):
         if batch_size < 1 or batch_size > len(split):
             raise ValueError(
                 f"batch_size={batch_size} for {name!r} must be between 1 and its "
@@ -75,10 +76,12 @@ class DomainPairStream:
     """
 
     def __init__(self, task: Task, batch_size: int, *, seed: int, position: int = 0):
-        self.source = DomainStream(task.source.train, batch_size, seed=seed, domain_id=0,
-                                   name=task.source.name)
-        self.target = DomainStream(task.target.train, batch_size, seed=seed, domain_id=1,
-                                   name=task.target.name)
+        self.source = DomainStream(
+            task.source.train, batch_size, seed=seed, domain_id=0, name=task.source.name
+        )
+        self.target = DomainStream(
+            task.target.train, batch_size, seed=seed, domain_id=1, name=task.target.name
+        )
         self.position = int(position)
 
     def __iter__(self):

@@ -61,6 +61,12 @@ def make(
         acc = jnp.mean((d > 0) == (labels > 0.5))
         return value, {"domain_acc": acc, "grl_coeff": coeff}
 
-    hp = dict(hidden=tuple(hidden), batch_norm=batch_norm, grl_lo=grl_lo, grl_hi=grl_hi,
-              grl_alpha=grl_alpha, grl_max_iters=grl_max_iters)
+    hp = dict(
+        hidden=tuple(hidden),
+        batch_norm=batch_norm,
+        grl_lo=grl_lo,
+        grl_hi=grl_hi,
+        grl_alpha=grl_alpha,
+        grl_max_iters=grl_max_iters,
+    )
     return Method(name="dann", init=init, loss=loss, hparams=hp)

@@ -33,9 +33,7 @@ class DomainDiscriminator(nnx.Module):
 
     def __init__(self, in_dim: int, hidden=(1024, 1024), *, batch_norm=True, rngs: nnx.Rngs):
         dims = [in_dim, *hidden]
-        self.linears = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])]
-        )
+        self.linears = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
         self.norms = nnx.List(
             [nnx.BatchNorm(b, momentum=0.9, rngs=rngs) for b in hidden] if batch_norm else []
         )
@@ -67,8 +65,9 @@ class Classifier(nnx.Module):
       rngs: NNX random streams.
     """
 
-    def __init__(self, backbone: nnx.Module, num_classes: int, *, bottleneck_dim=None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, backbone: nnx.Module, num_classes: int, *, bottleneck_dim=None, rngs: nnx.Rngs
+    ):
         self.backbone = backbone
         dim = backbone.feature_dim
         self.bottleneck = Bottleneck(dim, bottleneck_dim, rngs=rngs) if bottleneck_dim else None

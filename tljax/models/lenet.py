@@ -29,20 +29,24 @@ class LeNet(nnx.Module):
     Args:
       input_shape: ``(height, width, channels)`` of one example.
       channels: output channels of the two convolutions.
+      padding: ``"VALID"`` (the papers' network) or ``"SAME"`` (keeps small inputs usable).
       rngs: NNX random streams for initialisation.
     """
 
-    def __init__(self, input_shape, *, channels=(32, 48), rngs: nnx.Rngs):
+    def __init__(self, input_shape, *, channels=(32, 48), padding="VALID", rngs: nnx.Rngs):
         h, w, c = input_shape
-        self.conv1 = nnx.Conv(c, channels[0], kernel_size=(5, 5), padding="VALID", rngs=rngs)
+        if padding not in ("VALID", "SAME"):
+            raise ValueError(f"LeNet padding must be 'VALID' or 'SAME', got {padding!r}.")
+        self.conv1 = nnx.Conv(c, channels[0], kernel_size=(5, 5), padding=padding, rngs=rngs)
         self.conv2 = nnx.Conv(
-            channels[0], channels[1], kernel_size=(5, 5), padding="VALID", rngs=rngs
+            channels[0], channels[1], kernel_size=(5, 5), padding=padding, rngs=rngs
         )
-        h, w = (h - 4) // 2, (w - 4) // 2
-        h, w = (h - 4) // 2, (w - 4) // 2
+        shrink = 4 if padding == "VALID" else 0
+        h, w = (h - shrink) // 2, (w - shrink) // 2
+        h, w = (h - shrink) // 2, (w - shrink) // 2
         if h < 1 or w < 1:
             raise ValueError(
-                f"LeNet needs inputs of at least 16x16 pixels, got {input_shape[:2]}."
+                f"LeNet with {padding} padding needs larger inputs than {input_shape[:2]}."
             )
         self.feature_dim = h * w * channels[1]
 
@@ -52,9 +56,9 @@ class LeNet(nnx.Module):
         return {"features": a2.reshape(a2.shape[0], -1), "conv1": a1, "conv2": a2}
 
 
-def lenet(input_shape, *, rngs: nnx.Rngs, channels=(32, 48)) -> LeNet:
+def lenet(input_shape, *, rngs: nnx.Rngs, channels=(32, 48), padding="VALID") -> LeNet:
     """Factory used by the model registry."""
-    return LeNet(tuple(input_shape), channels=tuple(channels), rngs=rngs)
+    return LeNet(tuple(input_shape), channels=tuple(channels), padding=padding, rngs=rngs)
 
 
 __all__ = ["LeNet", "lenet", "max_pool_2x2"]

@@ -21,9 +21,7 @@ class MLP(nnx.Module):
         if not hidden:
             raise ValueError("MLP needs at least one hidden layer, got hidden=().")
         dims = [math.prod(input_shape), *hidden]
-        self.layers = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])]
-        )
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
         self.feature_dim = dims[-1]
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:

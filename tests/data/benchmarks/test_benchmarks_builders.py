@@ -122,7 +122,9 @@ def test_usps_download_path_checks_md5(tmp_path, http_server, monkeypatch):
     url, www = http_server
     write_usps(www)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setattr(digits, "USPS_URLS", {s: f"{url}/{n}" for s, n in digits.USPS_FILES.items()})
+    monkeypatch.setattr(
+        digits, "USPS_URLS", {s: f"{url}/{n}" for s, n in digits.USPS_FILES.items()}
+    )
     md5 = {s: hashlib.md5((www / n).read_bytes()).hexdigest() for s, n in digits.USPS_FILES.items()}
     monkeypatch.setattr(digits, "USPS_MD5", {"train": "0" * 32, "test": md5["test"]})
     with pytest.raises(ValueError, match="MD5"):
@@ -145,16 +147,18 @@ def write_mnist_m(root: Path) -> None:
         (root / f"mnist_m_{split}_labels.txt").write_text("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("as_archive", [False, True])
-def test_mnist_m_from_folder_or_archive(tmp_path, as_archive):
+@pytest.mark.parametrize("layout", ["nested_folder", "archive", "manual_dir_is_the_folder"])
+def test_mnist_m_from_folder_or_archive(tmp_path, layout):
     manual = tmp_path / "manual"
     write_mnist_m(tmp_path / "src" / "mnist_m")
-    if as_archive:
+    if layout == "archive":
         manual.mkdir()
         with tarfile.open(manual / "mnist_m.tar.gz", "w:gz") as tar:
             tar.add(tmp_path / "src" / "mnist_m", arcname="mnist_m")
-    else:
+    elif layout == "nested_folder":
         shutil.move(tmp_path / "src", manual)
+    else:
+        shutil.move(tmp_path / "src" / "mnist_m", manual)
     prepare_domain("mnist_m", data_dir=tmp_path / "data", manual_dir=manual)
     domain = load_domain("mnist_m", data_dir=tmp_path / "data")
     check_domain(domain, 4, 2, (28, 28), 3, 10)
@@ -199,7 +203,9 @@ def test_unknown_class_folder_is_an_error(tmp_path):
     images = tmp_path / "manual" / "webcam" / "images"
     class_folders(images, (OFFICE31_CLASSES[0], "not_a_class"))
     with pytest.raises(ValueError, match="not_a_class.*not one of the 31 known classes"):
-        prepare_domain("office31/webcam", data_dir=tmp_path / "data", manual_dir=tmp_path / "manual")
+        prepare_domain(
+            "office31/webcam", data_dir=tmp_path / "data", manual_dir=tmp_path / "manual"
+        )
 
 
 # ---------------------------------------------------------------- VisDA-2017

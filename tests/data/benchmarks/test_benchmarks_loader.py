@@ -91,7 +91,7 @@ def test_missing_dataset_error_says_what_where_and_how(tmp_path):
 
 @pytest.mark.parametrize("name, hint", [("usps", "usps.bz2"), ("mnist", "TfFreeMnist"),
                                         ("visda2017/real", "validation.tar"),
-                                        ("domainnet/quickdraw", "quickdraw_train.txt")])  # fmt: skip
+                                        ("domainnet/quickdraw", "quickdraw.zip")])  # fmt: skip
 def test_missing_dataset_error_names_the_source(tmp_path, name, hint):
     with pytest.raises(DatasetNotFoundError, match="is not prepared") as info:
         load_domain(name, data_dir=tmp_path)

@@ -1,7 +1,7 @@
 """Command line: list the benchmarks, or prepare one TF-free.
 
-    python -m tljax.data.benchmarks list
-    python -m tljax.data.benchmarks prepare office31/amazon --manual_dir ~/downloads/office31
+python -m tljax.data.benchmarks list
+python -m tljax.data.benchmarks prepare office31/amazon --manual_dir ~/downloads/office31
 """
 
 from __future__ import annotations

@@ -127,7 +127,10 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def prepare_domain(
-    name: str, *, data_dir: str | os.PathLike | None = None, manual_dir=None
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Downloads (or reads from ``manual_dir``) and prepares a benchmark, TF-free.
 
@@ -214,19 +217,25 @@ def _check_size(image_size) -> tuple[int, int] | None:
 
 
 def _data_source(spec: Benchmark, builder, split: str):
-    # Raw records: TFDS's NumPy deserialization costs ~150 us per example, parsing the
-    # two fields we need costs a few (see _records).
-    try:
-        return builder.as_data_source(split=split, deserialize_method=_RAW)
-    except (AssertionError, FileNotFoundError, NotImplementedError, ValueError) as e:
-        if builder.is_prepared():
+    errors = (AssertionError, FileNotFoundError, NotImplementedError, ValueError)
+    if builder.is_prepared():
+        # Raw records: TFDS's NumPy deserialization costs ~150 us per example, parsing
+        # the two fields we need a few (see _records).
+        try:
+            return builder.as_data_source(split=split, deserialize_method=_RAW)
+        except errors as e:
             raise RuntimeError(
                 f"Benchmark {spec.name!r}: TFDS dataset {spec.tfds_id!r} exists in "
-                f"{builder.data_dir} but has no readable {split!r} split as array_record "
-                f"({e}). If it was prepared with TensorFlow (tfrecord format), prepare it "
-                "again TF-free in another data_dir: "
+                f"{builder.data_dir} but has no readable {split!r} split in array_record "
+                f"format ({e}). If it was prepared with TensorFlow (tfrecord format), prepare "
+                "it again TF-free in another data_dir: "
                 f"tljax.data.benchmarks.prepare_domain({spec.name!r}, data_dir=...)."
             ) from e
+    try:
+        # Nothing on disk: this only succeeds when TFDS's data sources are mocked
+        # (tfds.testing.mock_data), which yields decoded examples.
+        return builder.as_data_source(split=split)
+    except errors as e:
         raise DatasetNotFoundError(missing_message(spec, builder)) from e
 
 

@@ -25,7 +25,7 @@ _COMPLETE_MARKER = ".tljax_extracted"
 
 
 def normalize_name(name: str) -> str:
-    """Lower-cases a folder name and drops ``_``, ``-`` and spaces (``Real World`` ~ ``real_world``)."""
+    """Lower-cases a name and drops ``_``, ``-`` and spaces: ``Real World`` ~ ``real_world``."""
     return "".join(c for c in name.lower() if c not in "_- ")
 
 
@@ -137,7 +137,9 @@ def extract(archive: Path, dest_root: Path) -> Path:
         with tarfile.open(archive) as tf_:
             for member in tf_.getmembers():
                 _check_member(member.name, archive)
-            tf_.extractall(tmp, filter="data")
+            # The "data" filter (Python >= 3.10.12/3.11.4) also rejects links out of tmp.
+            options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tf_.extractall(tmp, **options)
     elif magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh":
         opener = gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open
         name = archive.name.rsplit(".", 1)[0] if "." in archive.name else archive.name

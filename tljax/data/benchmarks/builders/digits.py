@@ -165,7 +165,12 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         manual = manual_dir_or_none(dl_manager)
-        root = find_dir([manual], ["mnist_m"]) if manual else None
+        root = None
+        if manual is not None:
+            # The extracted folder: `mnist_m/` somewhere in manual_dir, or manual_dir itself.
+            root = find_dir([manual], ["mnist_m"])
+            if find_file([manual], "mnist_m_train_labels.txt", max_depth=0):
+                root = manual
         if root is None or find_file([root], "mnist_m_train_labels.txt", 1) is None:
             archive = fetch_file(
                 dl_manager,
@@ -176,7 +181,9 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
             )
             extracted = extract(archive, Path(dl_manager.download_dir) / "extracted")
             root = find_dir([extracted], ["mnist_m"]) or extracted
-        labels_file = {s: find_file([root], f"mnist_m_{s}_labels.txt", 1) for s in ("train", "test")}
+        labels_file = {
+            s: find_file([root], f"mnist_m_{s}_labels.txt", 1) for s in ("train", "test")
+        }
         if None in labels_file.values():
             raise FileNotFoundError(
                 f"mnist_m_train_labels.txt / mnist_m_test_labels.txt not found under {root}.\n"
@@ -192,7 +199,10 @@ class MnistM(tfds.core.GeneratorBasedBuilder):
             if not line.strip():
                 continue
             name, label = line.split()
-            yield name, {
-                "image": rgb_image_bytes(image_dir / name, ("PNG",), "PNG"),
-                "label": int(label),
-            }
+            yield (
+                name,
+                {
+                    "image": rgb_image_bytes(image_dir / name, ("PNG",), "PNG"),
+                    "label": int(label),
+                },
+            )

@@ -84,7 +84,9 @@ _DOMAINS = (
     ("sketch", "sketch.zip", "658d8009644040ff7ce30bb2e820850f",
      "1233bd18aa9a8a200bf4cecf1c34ef3e", "d8a222e4672cfd585298aa14d02ea441"),
 )  # fmt: skip
-_LIST_MD5 = {(d, s): md5 for d, _, _, tr, te in _DOMAINS for s, md5 in (("train", tr), ("test", te))}
+_LIST_MD5 = {
+    (d, s): md5 for d, _, _, tr, te in _DOMAINS for s, md5 in (("train", tr), ("test", te))
+}
 
 
 class DomainNet(PhotoBuilder):
@@ -140,7 +142,9 @@ class DomainNet(PhotoBuilder):
                 md5=_LIST_MD5[(domain, split)],
                 instructions=self.MANUAL_DOWNLOAD_INSTRUCTIONS,
             )
-            splits[split] = self._generate_examples(self._read_list(path, folder.parent), folder.parent)
+            splits[split] = self._generate_examples(
+                self._read_list(path, folder.parent), folder.parent
+            )
         return splits
 
     def _read_list(self, path: Path, root: Path) -> list[tuple[Path, int]]:

@@ -158,7 +158,7 @@ class TfFreeSvhnCropped(_svhn.Builder, skip_registration=True):
         }
 
     def _generate_examples(self, split_prefix, filepath):
-        import scipy.io  # noqa: PLC0415  (only needed here; scipy comes with scikit-learn)
+        import scipy.io  # only needed here; scipy comes with scikit-learn
 
         data = scipy.io.loadmat(filepath)
         labels = data["y"].reshape(-1)
