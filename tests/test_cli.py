@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,16 +101,23 @@ def test_unknown_method_lists_valid_ones(tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
-    out = cli(
-        "--config=tests/configs/tiny.py:source_only,moons",
-        f"--workdir={tmp_path}",
-        "--config.optim.lr=1e38",
-        "--config.optim.momentum=0.0",
-        "--config.train.steps=400",
-    )
+    # The lr warms up linearly (lr(i) = 2i): training is fine at first, then diverges.
+    out = cli("--config=tests/configs/tiny.py:source_only,moons", f"--workdir={tmp_path}",
+              "--config.optim.lr=2e5", "--config.optim.schedule=cosine",
+              "--config.optim.warmup_steps=100000", "--config.train.steps=400")
     assert out.returncode == 1
-    assert "NaN/Inf at step" in out.stderr, out.stderr[-2000:]
+    match = re.search(r"NaN/Inf at step (\d+).*checkpoint \(step (\d+)\)", out.stderr)
+    assert match, out.stderr[-2000:]
+    bad, kept = int(match.group(1)), int(match.group(2))
+    assert 0 < kept <= bad
+    assert str(kept) in os.listdir(tmp_path / "checkpoints")
     assert not (tmp_path / "results.json").exists()
+    # The kept checkpoint is good: the same run asked to stop at that step restores it.
+    out = cli("--config=tests/configs/tiny.py:source_only,moons", f"--workdir={tmp_path}",
+              "--config.optim.lr=2e5", "--config.optim.schedule=cosine",
+              "--config.optim.warmup_steps=100000", f"--config.train.steps={kept}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.load(open(tmp_path / "results.json"))["steps"] == kept
 
 
 def test_changed_config_in_existing_workdir_is_refused(tmp_path):
@@ -117,3 +125,17 @@ def test_changed_config_in_existing_workdir_is_refused(tmp_path):
     assert cli(cfg, f"--workdir={tmp_path}").returncode == 0
     out = cli(cfg, f"--workdir={tmp_path}", "--config.optim.lr=0.5")
     assert out.returncode == 1 and "optim.lr" in out.stderr
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
+    cfg = "--config=tests/configs/tiny.py:source_only,moons"
+    assert cli(cfg, f"--workdir={tmp_path}").returncode == 0
+    step_dir = tmp_path / "checkpoints" / "40"
+    files = [p for p in step_dir.rglob("*") if p.is_file() and p.stat().st_size > 0]
+    for p in files:
+        p.write_bytes(b"\0garbage")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    out = cli(cfg, f"--workdir={tmp_path}", "--config.train.steps=60")
+    assert out.returncode == 1
+    assert "Cannot restore checkpoint step 40" in out.stderr, out.stderr[-2000:]
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

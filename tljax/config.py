@@ -22,6 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.data_seed = 0  # seed of the synthetic shift, fixed across training seeds
     c.data.image_size = 28
     c.data.batch_size = 64  # per domain
+    c.data.standardize = False  # per-channel standardisation with source-train statistics
 
     c.model = ml_collections.ConfigDict()
     c.model.backbone = "lenet"

@@ -57,3 +57,37 @@ def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int)
 def mean_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
     """Mean over present classes of the per-class accuracy (VisDA's metric)."""
     return float(np.nanmean(per_class_accuracy(logits, labels, num_classes)))
+
+
+def proxy_a_distance(source_features: np.ndarray, target_features: np.ndarray, *,
+                     seed: int = 0, test_fraction: float = 0.5) -> float:
+    """Proxy A-distance ``2(1 − 2ε)`` (Ben-David et al., 2007).
+
+    ``ε`` is the held-out error of a linear domain classifier (logistic regression on
+    standardised features) trained to tell source from target features. 0 means the
+    domains are indistinguishable to a linear classifier, 2 means perfectly separable.
+
+    Args:
+      source_features: ``(n_s, d)``.
+      target_features: ``(n_t, d)``.
+      seed: seed of the train/held-out split.
+      test_fraction: fraction of examples held out to measure ``ε``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.concatenate([source_features, target_features]).astype(np.float64)
+    d = np.concatenate([np.zeros(len(source_features)), np.ones(len(target_features))])
+    xtr, xte, dtr, dte = train_test_split(x, d, test_size=test_fraction, random_state=seed,
+                                          stratify=d)
+    scaler = StandardScaler().fit(xtr)
+    clf = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(xtr), dtr)
+    err = 1.0 - clf.score(scaler.transform(xte), dte)
+    return float(2.0 * (1.0 - 2.0 * min(err, 0.5)))
+
+
+def linear_mmd2(source_features: np.ndarray, target_features: np.ndarray) -> float:
+    """Squared distance between the domains' mean features, ``‖μ_s − μ_t‖²``."""
+    diff = source_features.mean(0) - target_features.mean(0)
+    return float(diff @ diff)

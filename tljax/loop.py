@@ -23,6 +23,7 @@ from tljax import config as config_lib
 from tljax import evaluate, methods, optim
 from tljax.checkpoint import Checkpointer
 from tljax.data import tasks
+from tljax.data.core import standardize
 from tljax.data.stream import DomainPairStream
 from tljax.logs import MetricLogger
 from tljax.models import build_classifier
@@ -56,6 +57,8 @@ def build(config):
         config.data.task, data_seed=config.data.data_seed, image_size=config.data.image_size
     )
     task.validate()
+    if config.data.standardize:
+        task, _, _ = standardize(task)
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
     model = build_classifier(
         config.model.backbone,

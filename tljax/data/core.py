@@ -84,3 +84,30 @@ class Task:
                         f"Task {self.name!r}: label {int(bad)} in {d.name}.{s} is out of "
                         f"range; valid labels are 0..{self.num_classes - 1}."
                     )
+
+
+def standardize(task: Task) -> tuple[Task, np.ndarray, np.ndarray]:
+    """Standardises every split of both domains with the source train split's statistics.
+
+    Per-channel mean and standard deviation are computed on ``source.train`` only (the
+    target's statistics are not used), as pixel-mean subtraction in the DANN paper.
+
+    Returns:
+      ``(task, mean, std)``: the standardised task and the statistics used.
+    """
+    x = task.source.train.x
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes, dtype=np.float64)
+    std = np.maximum(x.std(axis=axes, dtype=np.float64), 1e-6)
+
+    def split(s: Split) -> Split:
+        return Split(((s.x - mean) / std).astype(np.float32), s.y)
+
+    def domain(d: Domain) -> Domain:
+        return Domain(d.name, split(d.train), split(d.test))
+
+    return (
+        Task(task.name, domain(task.source), domain(task.target), task.num_classes),
+        mean.astype(np.float32),
+        std.astype(np.float32),
+    )
