@@ -102,9 +102,14 @@ def test_unknown_method_lists_valid_ones(tmp_path):
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
     # The lr warms up linearly (lr(i) = 2i): training is fine at first, then diverges.
-    out = cli("--config=tests/configs/tiny.py:source_only,moons", f"--workdir={tmp_path}",
-              "--config.optim.lr=2e5", "--config.optim.schedule=cosine",
-              "--config.optim.warmup_steps=100000", "--config.train.steps=400")
+    out = cli(
+        "--config=tests/configs/tiny.py:source_only,moons",
+        f"--workdir={tmp_path}",
+        "--config.optim.lr=2e5",
+        "--config.optim.schedule=cosine",
+        "--config.optim.warmup_steps=100000",
+        "--config.train.steps=400",
+    )
     assert out.returncode == 1
     match = re.search(r"NaN/Inf at step (\d+).*checkpoint \(step (\d+)\)", out.stderr)
     assert match, out.stderr[-2000:]
@@ -113,9 +118,14 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
     assert str(kept) in os.listdir(tmp_path / "checkpoints")
     assert not (tmp_path / "results.json").exists()
     # The kept checkpoint is good: the same run asked to stop at that step restores it.
-    out = cli("--config=tests/configs/tiny.py:source_only,moons", f"--workdir={tmp_path}",
-              "--config.optim.lr=2e5", "--config.optim.schedule=cosine",
-              "--config.optim.warmup_steps=100000", f"--config.train.steps={kept}")
+    out = cli(
+        "--config=tests/configs/tiny.py:source_only,moons",
+        f"--workdir={tmp_path}",
+        "--config.optim.lr=2e5",
+        "--config.optim.schedule=cosine",
+        "--config.optim.warmup_steps=100000",
+        f"--config.train.steps={kept}",
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.load(open(tmp_path / "results.json"))["steps"] == kept
 

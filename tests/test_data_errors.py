@@ -16,8 +16,11 @@ def _task(y_src=None, target_shape=(4, 4, 3)):
 
 
 def test_labels_out_of_range_are_named():
-    with pytest.raises(ValueError, match=r"label 7 in src.train is out of range; valid labels "
-                                         r"are 0..2"):
+    with pytest.raises(
+        ValueError,
+        match=r"label 7 in src.train is out of range; valid labels "
+        r"are 0..2",
+    ):
         _task(y_src=[0, 1, 2, 7, 0, 1, 2, 0]).validate()
     with pytest.raises(ValueError, match="label -1"):
         _task(y_src=[0, 1, 2, -1, 0, 1, 2, 0]).validate()
@@ -41,8 +44,9 @@ def test_stream_never_yields_target_labels_and_is_a_function_of_position():
     b = DomainPairStream(task, 4, seed=1, position=3)
     np.testing.assert_array_equal(next(b)["source"]["image"], batches[3]["source"]["image"])
     c = DomainPairStream(task, 4, seed=2)
-    assert not np.array_equal(next(c)["source"]["label"], batches[0]["source"]["label"]) or \
-        not np.array_equal(c.source.indices(0), a.source.indices(0))
+    assert not np.array_equal(
+        next(c)["source"]["label"], batches[0]["source"]["label"]
+    ) or not np.array_equal(c.source.indices(0), a.source.indices(0))
 
 
 def test_stream_epochs_cover_each_example_once():

@@ -22,6 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.data_seed = 0  # seed of the synthetic shift, fixed across training seeds
     c.data.image_size = 28
     c.data.batch_size = 64  # per domain
+    c.data.source_val_fraction = 0.0  # held out of source train for model selection
     c.data.standardize = False  # per-channel standardisation with source-train statistics
 
     c.model = ml_collections.ConfigDict()
@@ -122,6 +123,11 @@ def validate(config) -> None:
         raise ValueError(
             f"config.train.checkpoint_every={t.checkpoint_every} must be a multiple of "
             f"train.log_every={t.log_every} so a resumed run logs the same windows."
+        )
+    if not 0.0 <= config.data.source_val_fraction < 1.0:
+        raise ValueError(
+            f"config.data.source_val_fraction must be in [0, 1), got "
+            f"{config.data.source_val_fraction}."
         )
     if config.data.batch_size < 1:
         raise ValueError(f"config.data.batch_size must be >= 1, got {config.data.batch_size}.")

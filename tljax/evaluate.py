@@ -59,8 +59,13 @@ def mean_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int
     return float(np.nanmean(per_class_accuracy(logits, labels, num_classes)))
 
 
-def proxy_a_distance(source_features: np.ndarray, target_features: np.ndarray, *,
-                     seed: int = 0, test_fraction: float = 0.5) -> float:
+def proxy_a_distance(
+    source_features: np.ndarray,
+    target_features: np.ndarray,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.5,
+) -> float:
     """Proxy A-distance ``2(1 − 2ε)`` (Ben-David et al., 2007).
 
     ``ε`` is the held-out error of a linear domain classifier (logistic regression on
@@ -79,8 +84,9 @@ def proxy_a_distance(source_features: np.ndarray, target_features: np.ndarray, *
 
     x = np.concatenate([source_features, target_features]).astype(np.float64)
     d = np.concatenate([np.zeros(len(source_features)), np.ones(len(target_features))])
-    xtr, xte, dtr, dte = train_test_split(x, d, test_size=test_fraction, random_state=seed,
-                                          stratify=d)
+    xtr, xte, dtr, dte = train_test_split(
+        x, d, test_size=test_fraction, random_state=seed, stratify=d
+    )
     scaler = StandardScaler().fit(xtr)
     clf = LogisticRegression(max_iter=2000, C=1.0).fit(scaler.transform(xtr), dtr)
     err = 1.0 - clf.score(scaler.transform(xte), dte)
@@ -91,3 +97,97 @@ def linear_mmd2(source_features: np.ndarray, target_features: np.ndarray) -> flo
     """Squared distance between the domains' mean features, ``‖μ_s − μ_t‖²``."""
     diff = source_features.mean(0) - target_features.mean(0)
     return float(diff @ diff)
+
+
+# ---------------------------------------------------------------------------------------
+# Unsupervised model-selection scores (no target labels). Larger is better for all of
+# them as returned here, so that "select the step with the highest score" is one rule.
+# ---------------------------------------------------------------------------------------
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(-1)
+
+
+def neg_entropy_score(target_logits: np.ndarray) -> float:
+    """Minus the mean prediction entropy on the target (entropy selection)."""
+    return float(-_entropy(_softmax(target_logits.astype(np.float64))).mean())
+
+
+def information_maximization_score(target_logits: np.ndarray) -> float:
+    """``H(mean prediction) − mean H(prediction)`` on the target (higher: confident and
+    diverse predictions)."""
+    p = _softmax(target_logits.astype(np.float64))
+    return float(_entropy(p.mean(0)) - _entropy(p).mean())
+
+
+def snd_score(
+    target_features: np.ndarray,
+    target_logits: np.ndarray,
+    *,
+    temperature: float = 0.05,
+    max_examples: int = 2000,
+) -> float:
+    """Soft neighborhood density (Saito et al., ICCV 2021).
+
+    Cosine similarities between the target's softmax outputs (as in the paper; the
+    features argument is kept for a feature-space variant), scaled by ``1/temperature``,
+    softmax over the other examples, and the mean entropy of those distributions.
+    """
+    del target_features
+    p = _softmax(target_logits.astype(np.float64))[:max_examples]
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    sim = p @ p.T / temperature
+    np.fill_diagonal(sim, -np.inf)
+    return float(_entropy(_softmax(sim)).mean())
+
+
+def dev_score(
+    source_val_features: np.ndarray,
+    source_val_logits: np.ndarray,
+    source_val_labels: np.ndarray,
+    target_features: np.ndarray,
+    *,
+    seed: int = 0,
+) -> float:
+    """Minus the Deep Embedded Validation risk (You et al., ICML 2019).
+
+    Importance weights ``w = (n_s/n_t)·p(t|f)/p(s|f)`` from a logistic-regression domain
+    classifier on the features, the weighted source-validation loss ``w·CE`` and its
+    control variate ``η = −Cov(wL, w)/Var(w)``: ``risk = mean(wL) + η·mean(w) − η``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.concatenate([source_val_features, target_features]).astype(np.float64)
+    d = np.concatenate([np.zeros(len(source_val_features)), np.ones(len(target_features))])
+    scaler = StandardScaler().fit(x)
+    clf = LogisticRegression(max_iter=1000, C=1.0, random_state=seed)
+    clf.fit(scaler.transform(x), d)
+    p_t = clf.predict_proba(scaler.transform(source_val_features.astype(np.float64)))[:, 1]
+    p_t = np.clip(p_t, 1e-6, 1 - 1e-6)
+    w = (len(source_val_features) / len(target_features)) * p_t / (1 - p_t)
+    p = _softmax(source_val_logits.astype(np.float64))
+    ce = -np.log(np.clip(p[np.arange(len(p)), source_val_labels], 1e-12, 1.0))
+    wl = w * ce
+    var_w = np.var(w, ddof=1)
+    eta = -np.cov(wl, w)[0, 1] / var_w if var_w > 0 else 0.0
+    return float(-(wl.mean() + eta * w.mean() - eta))
+
+
+SELECTION_RULES = {
+    # rule name -> (metric logged at each evaluation, description)
+    "source_val": ("source_val_acc", "source validation accuracy (labelled source data)"),
+    "entropy": ("target_neg_entropy", "lowest target prediction entropy"),
+    "im": ("target_im", "highest target information maximization"),
+    "snd": ("target_snd", "highest soft neighborhood density (Saito et al. 2021)"),
+    "dev": ("target_neg_dev", "lowest deep embedded validation risk (You et al. 2019)"),
+    "last": (None, "last evaluation"),
+    "oracle": ("target_test_acc", "target test accuracy (uses target labels: an upper bound)"),
+}

@@ -20,12 +20,12 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tljax import config as config_lib
-from tljax import evaluate, methods, optim
+from tljax import evaluate, methods, optim, report
 from tljax.checkpoint import Checkpointer
 from tljax.data import tasks
-from tljax.data.core import standardize
+from tljax.data.core import hold_out, standardize
 from tljax.data.stream import DomainPairStream
-from tljax.logs import MetricLogger
+from tljax.logs import MetricLogger, read_metrics
 from tljax.models import build_classifier
 from tljax.train import TrainState, build_net, init_state, make_eval_step, make_train_step
 
@@ -59,6 +59,12 @@ def build(config):
     task.validate()
     if config.data.standardize:
         task, _, _ = standardize(task)
+    source_val = None
+    if config.data.source_val_fraction > 0:
+        rest, source_val = hold_out(
+            task.source.train, config.data.source_val_fraction, seed=config.data.data_seed
+        )
+        task = dataclasses.replace(task, source=dataclasses.replace(task.source, train=rest))
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
     model = build_classifier(
         config.model.backbone,
@@ -78,7 +84,7 @@ def build(config):
         power=o.power,
         warmup_steps=o.warmup_steps,
     )
-    tx, labels, report = optim.make_optimizer(
+    tx, labels, rule_report = optim.make_optimizer(
         params,
         [tuple(r) for r in o.freeze],
         optimizer=o.optimizer,
@@ -103,11 +109,12 @@ def build(config):
     )
     return dict(
         task=task,
+        source_val=source_val,
         method=method,
         graphs=graphs,
         tx=tx,
         labels=labels,
-        report=report,
+        report=rule_report,
         schedule=schedule,
         train_step=step,
         eval_step=make_eval_step(graphs, dtype),
@@ -135,22 +142,34 @@ def _check_resume_config(workdir: str, config) -> None:
         json.dump(json.loads(json.dumps(config_lib.flatten(config), default=str)), f, indent=1)
 
 
-def _evaluate(parts, state, eval_fn, sharding, batch_size):
+def _evaluate(parts, state, eval_fn, sharding, batch_size, *, selection=True):
+    """Test accuracies of both domains and, for model selection, the unsupervised target
+    scores (on the unlabeled target *train* split) and source-validation scores."""
     task = parts["task"]
     out = {}
-    for role, domain in (("source", task.source), ("target", task.target)):
-        logits, _ = evaluate.predict(
-            eval_fn,
-            state.params,
-            state.rest,
-            domain.test.x,
-            batch_size=batch_size,
-            sharding=sharding,
+
+    def run(x):
+        return evaluate.predict(
+            eval_fn, state.params, state.rest, x, batch_size=batch_size, sharding=sharding
         )
+
+    for role, domain in (("source", task.source), ("target", task.target)):
+        logits, _ = run(domain.test.x)
         out[f"{role}_test_acc"] = evaluate.accuracy(logits, domain.test.y)
         out[f"{role}_test_mean_class_acc"] = evaluate.mean_class_accuracy(
             logits, domain.test.y, task.num_classes
         )
+    if not selection:
+        return out
+    t_logits, t_feats = run(task.target.train.x)
+    out["target_neg_entropy"] = evaluate.neg_entropy_score(t_logits)
+    out["target_im"] = evaluate.information_maximization_score(t_logits)
+    out["target_snd"] = evaluate.snd_score(t_feats, t_logits)
+    val = parts.get("source_val")
+    if val is not None and len(val):
+        v_logits, v_feats = run(val.x)
+        out["source_val_acc"] = evaluate.accuracy(v_logits, val.y)
+        out["target_neg_dev"] = evaluate.dev_score(v_feats, v_logits, val.y, t_feats)
     return out
 
 
@@ -276,7 +295,7 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
             last_ckpt = step
     if bar is not None:
         bar.close()
-    final = _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size)
+    final = _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size, selection=False)
     elapsed = time.perf_counter() - tic
     results = {
         "task": task.name,
@@ -289,6 +308,7 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
             "target": f"{task.target.name}/test",
         },
         "selection": "last step",
+        "by_selection_rule": report.select_by_rules(read_metrics(workdir, "eval")),
         "trained_steps_this_run": int(state.step) - start,
         "wall_time_s": elapsed,
         "compile_s": compile_s,

@@ -60,3 +60,61 @@ def markdown_table(summary: list[dict], metrics=("source_test_acc", "target_test
         cells += [",".join(map(str, e["seeds"])), str(e["steps"]), f"{e['wall_time_s'][0]:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def select_by_rules(eval_rows: list[dict]) -> dict[str, dict]:
+    """Target test accuracy at the evaluation step each selection rule picks.
+
+    Args:
+      eval_rows: the ``kind == "eval"`` lines of one run's ``metrics.jsonl``.
+
+    Returns:
+      ``{rule: {"step", "target_test_acc", "score"}}`` for every rule of
+      :data:`tljax.evaluate.SELECTION_RULES` whose metric was logged (ties: the later step).
+    """
+    from tljax.evaluate import SELECTION_RULES
+
+    rows = sorted(eval_rows, key=lambda r: r["step"])
+    if not rows:
+        return {}
+    out = {}
+    for rule, (metric, _) in SELECTION_RULES.items():
+        if metric is None:
+            best = rows[-1]
+        elif all(metric in r for r in rows):
+            best = max(reversed(rows), key=lambda r: r[metric])
+        else:
+            continue
+        out[rule] = {
+            "step": best["step"],
+            "target_test_acc": best["target_test_acc"],
+            "score": best.get(metric) if metric else None,
+        }
+    return out
+
+
+def selection_table(rows: list[dict]) -> str:
+    """Markdown: target test accuracy (%) of each (task, method) under each selection rule,
+    mean ± std over seeds."""
+    from tljax.evaluate import SELECTION_RULES
+
+    groups = defaultdict(list)
+    for r in rows:
+        if "by_selection_rule" in r:
+            groups[(r["task"], r["method"])].append(r["by_selection_rule"])
+    rules = [k for k in SELECTION_RULES if any(k in s for g in groups.values() for s in g)]
+    head = ["task", "method", *rules]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (task, method), sels in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] != "source_only", kv[0][1])
+    ):
+        cells = [task, method]
+        for rule in rules:
+            vals = [100 * s[rule]["target_test_acc"] for s in sels if rule in s]
+            if vals:
+                m, sd = mean_std(vals)
+                cells.append(f"{m:.1f} ± {sd:.1f}")
+            else:
+                cells.append("–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -111,3 +111,20 @@ def standardize(task: Task) -> tuple[Task, np.ndarray, np.ndarray]:
         mean.astype(np.float32),
         std.astype(np.float32),
     )
+
+
+def hold_out(split: Split, fraction: float, *, seed: int) -> tuple[Split, Split]:
+    """Splits off a seeded, class-stratified ``fraction`` of ``split`` for validation.
+
+    Returns:
+      ``(rest, held_out)``; with ``fraction == 0`` the held-out split is empty.
+    """
+    rng = np.random.default_rng([seed, 7])
+    val = []
+    for c in np.unique(split.y):
+        idx = np.flatnonzero(split.y == c)
+        k = int(round(fraction * len(idx)))
+        val.extend(rng.permutation(idx)[:k])
+    val = np.sort(np.asarray(val, dtype=np.int64))
+    keep = np.setdiff1d(np.arange(len(split)), val)
+    return Split(split.x[keep], split.y[keep]), Split(split.x[val], split.y[val])
