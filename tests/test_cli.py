@@ -35,8 +35,17 @@ def train_lines(workdir):
 @pytest.mark.parametrize("method", ["source_only", "dann"])
 @pytest.mark.parametrize("task", ["moons", "digits->digits_m"])
 def test_end_to_end_run_writes_results_logs_and_checkpoints(tmp_path, method, task):
-    out = cli(f"--config=tests/configs/tiny.py:{method},{task}", f"--workdir={tmp_path}")
+    out = cli(
+        f"--config=tests/configs/tiny.py:{method},{task}",
+        f"--workdir={tmp_path}",
+        "--config.train.tensorboard=True",
+        "--config.train.progress=True",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "step/s" in out.stderr  # the progress bar shows throughput
+    assert any(
+        p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir()
+    )
     res = json.load(open(tmp_path / "results.json"))
     assert res["steps"] == 40 and res["method"] == method
     assert 0.0 <= res["target_test_acc"] <= 1.0
