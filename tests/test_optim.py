@@ -139,3 +139,32 @@ def test_cosine_and_constant_schedules():
     assert float(c(7)) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="inverse_decay"):
         optim.make_schedule("linear", base_lr=0.1, total_steps=10)
+
+
+def test_gradual_unfreezing_trains_a_layer_only_from_its_step():
+    params = _params()
+    rules = [("backbone", (1.0, 3)), (".*", 1.0)]
+    tx, labels, report = optim.make_optimizer(
+        params, rules, optimizer="sgd", schedule=optax.constant_schedule(0.1), weight_decay=0.1
+    )
+    assert labels["model"]["backbone"]["conv1"]["kernel"] == "lr_x1_from3"
+    assert "from step 3" in optim.format_rule_report(report)
+    state, p = tx.init(params), params
+    kernels = []
+    for _ in range(5):
+        updates, state = tx.update(_grads(p), state, p)
+        p = optax.apply_updates(p, updates)
+        kernels.append(np.asarray(p["model"]["backbone"]["conv1"]["kernel"]))
+    k0 = np.asarray(params["model"]["backbone"]["conv1"]["kernel"])
+    for i in range(3):  # steps 0, 1, 2: bitwise frozen
+        np.testing.assert_array_equal(kernels[i], k0)
+    assert not np.array_equal(kernels[3], k0)
+    # No momentum leaked in while gated: the first real update is a plain SGD step.
+    d = 0.25 + 0.1 * k0
+    np.testing.assert_allclose(kernels[3], k0 - 0.1 * (d + 0.9 * d), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [(1.0,), (1.0, -1), (1.0, 2.5), (True, 1)])
+def test_bad_unfreezing_rules_rejected(bad):
+    with pytest.raises(ValueError, match="from_step"):
+        optim.match_rules(_params(), [(".*", bad)])

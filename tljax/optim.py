@@ -2,8 +2,10 @@
 
 Freezing rules are an ordered list of ``(regex, rule)`` pairs matched against parameter
 paths such as ``model/backbone/conv1/kernel`` (``re.search``; the first match wins).
-``rule`` is ``None`` for a frozen parameter or a float learning-rate multiplier (``1.0``
-trains at the base rate, ``0.1`` is the usual fine-tuning rate of a pretrained backbone).
+``rule`` is ``None`` for a frozen parameter, a float learning-rate multiplier (``1.0``
+trains at the base rate, ``0.1`` is the usual fine-tuning rate of a pretrained backbone),
+or a pair ``(multiplier, from_step)`` for a parameter that stays frozen until step
+``from_step`` and then trains (gradual unfreezing: give deeper layers earlier steps).
 Every parameter must be matched by some rule.
 
 The optimizer is ``optax.partition`` over one label per distinct multiplier plus
@@ -24,7 +26,7 @@ import optax
 
 FROZEN = "frozen"
 
-Rule = float | None
+Rule = float | tuple[float, int] | None
 Rules = Sequence[tuple[str, Rule]]
 
 
@@ -48,14 +50,54 @@ def param_paths(params) -> list[str]:
     return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
-def _rule_label(rule: Rule) -> str:
+def _parse_rule(rule: Rule) -> tuple[float, int] | None:
+    """``None`` (frozen) or ``(lr multiplier, first trained step)``."""
     if rule is None:
-        return FROZEN
-    if not isinstance(rule, (int, float)) or not math.isfinite(rule) or rule < 0:
+        return None
+    mult, start = (rule, 0) if not isinstance(rule, (tuple, list)) else (tuple(rule) + (None,))[:2]
+    ok = (
+        isinstance(mult, (int, float))
+        and not isinstance(mult, bool)
+        and math.isfinite(mult)
+        and mult >= 0
+        and isinstance(start, int)
+        and start >= 0
+    )
+    if not ok or (isinstance(rule, (tuple, list)) and len(rule) != 2):
         raise ValueError(
-            f"A freezing rule must be None (frozen) or a finite lr multiplier >= 0, got {rule!r}."
+            "A freezing rule must be None (frozen), a finite lr multiplier >= 0, or a pair "
+            f"(lr multiplier, from_step >= 0) for gradual unfreezing; got {rule!r}."
         )
-    return f"lr_x{float(rule):g}"
+    return float(mult), int(start)
+
+
+def _rule_label(rule: Rule) -> str:
+    parsed = _parse_rule(rule)
+    if parsed is None:
+        return FROZEN
+    mult, start = parsed
+    return f"lr_x{mult:g}" + (f"_from{start}" if start else "")
+
+
+def gated(tx: optax.GradientTransformation, start_step: int) -> optax.GradientTransformation:
+    """``tx`` that does nothing (zero updates, state untouched) before ``start_step``.
+
+    Used for gradual unfreezing: until the layer is unfrozen its optimizer state (e.g.
+    momentum, which weight decay would otherwise fill) stays at its initial value.
+    """
+
+    def init(params):
+        return (jnp.zeros((), jnp.int32), tx.init(params))
+
+    def update(updates, state, params=None):
+        count, inner = state
+        new_updates, new_inner = tx.update(updates, inner, params)
+        on = count >= start_step
+        new_updates = jax.tree.map(lambda u: jnp.where(on, u, jnp.zeros_like(u)), new_updates)
+        new_inner = jax.tree.map(lambda a, b: jnp.where(on, a, b), new_inner, inner)
+        return new_updates, (count + 1, new_inner)
+
+    return optax.GradientTransformation(init, update)
 
 
 def match_rules(params, rules: Rules) -> tuple[Any, dict[str, tuple[str, Rule]]]:
@@ -206,11 +248,11 @@ def make_optimizer(
       ``{path: (pattern, rule)}`` report of which rule matched which parameter.
     """
     labels, report = match_rules(params, rules)
-    multipliers = {_rule_label(r): r for _, r in report.values() if r is not None}
+    parsed = {_rule_label(r): _parse_rule(r) for _, r in report.values() if r is not None}
     transforms = {FROZEN: optax.set_to_zero()}
-    for label, mult in multipliers.items():
-        lr = lambda i, m=float(mult): m * schedule(i)
-        transforms[label] = _base_optimizer(
+    for label, (mult, start) in parsed.items():
+        lr = lambda i, m=mult: m * schedule(i)
+        base = _base_optimizer(
             optimizer,
             lr,
             momentum=momentum,
@@ -219,6 +261,7 @@ def make_optimizer(
             b1=b1,
             b2=b2,
         )
+        transforms[label] = gated(base, start) if start else base
     tx = optax.partition(transforms, labels)
     if grad_clip:
         tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
@@ -230,6 +273,10 @@ def format_rule_report(report: dict[str, tuple[str, Rule]]) -> str:
     width = max((len(p) for p in report), default=0)
     lines = []
     for path, (pattern, rule) in report.items():
-        what = "frozen" if rule is None else f"lr x{rule:g}"
+        parsed = _parse_rule(rule)
+        if parsed is None:
+            what = "frozen"
+        else:
+            what = f"lr x{parsed[0]:g}" + (f" from step {parsed[1]}" if parsed[1] else "")
         lines.append(f"{path:<{width}}  {what:<10} <- {pattern!r}")
     return "\n".join(lines)
