@@ -96,3 +96,37 @@ class Checkpointer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def load_trained(workdir: str, step: int | None = None) -> tuple[dict, dict]:
+    """The parameters and non-parameter state (e.g. BatchNorm statistics) of a finished or
+    interrupted run, as ``({path: array}, {path: array})`` keyed by parameter path.
+
+    Raises:
+      CheckpointError: if ``workdir`` has no readable checkpoint.
+    """
+    from tljax.optim import path_str
+
+    ckpt = Checkpointer(workdir)
+    try:
+        step = ckpt.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(
+                f"No checkpoint in {ckpt.directory} to initialise from; train that run first."
+            )
+        try:
+            out = ckpt._manager.restore(
+                int(step), args=ocp.args.Composite(state=ocp.args.StandardRestore())
+            )
+        except Exception as e:
+            raise CheckpointError(
+                f"Cannot read checkpoint step {step} in {ckpt.directory}: {e}"
+            ) from e
+    finally:
+        ckpt.close()
+    tree = out["state"]
+
+    def flat(t):
+        return {path_str(p): v for p, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+
+    return flat(tree["params"]), flat(tree["rest"])

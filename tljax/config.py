@@ -22,6 +22,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.data_seed = 0  # seed of the synthetic shift, fixed across training seeds
     c.data.image_size = 28
     c.data.batch_size = 64  # per domain
+    c.data.labels_per_class = 0  # >0: keep only this many labelled source examples per class
     c.data.source_val_fraction = 0.0  # held out of source train for model selection
     c.data.standardize = False  # per-channel standardisation with source-train statistics
 
@@ -30,6 +31,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.backbone_kwargs = ml_collections.ConfigDict()
     c.model.bottleneck_dim = 0  # 0: no bottleneck
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16
+    # Initialise from another run's last checkpoint: its workdir, and a regex of the
+    # parameter paths to copy (the head is usually re-initialised for a new label set).
+    c.model.init_from = ""
+    c.model.init_include = r"^model/(backbone|bottleneck)/"
 
     c.method = ml_collections.ConfigDict()
     c.method.name = "source_only"

@@ -23,7 +23,7 @@ from tljax import config as config_lib
 from tljax import evaluate, methods, optim, report
 from tljax.checkpoint import Checkpointer
 from tljax.data import tasks
-from tljax.data.core import hold_out, standardize
+from tljax.data.core import few_labels, hold_out, standardize
 from tljax.data.stream import DomainPairStream
 from tljax.logs import MetricLogger, read_metrics
 from tljax.models import build_classifier
@@ -65,6 +65,11 @@ def build(config):
             task.source.train, config.data.source_val_fraction, seed=config.data.data_seed
         )
         task = dataclasses.replace(task, source=dataclasses.replace(task.source, train=rest))
+    if config.data.labels_per_class:
+        few = few_labels(
+            task.source.train, config.data.labels_per_class, seed=config.data.data_seed
+        )
+        task = dataclasses.replace(task, source=dataclasses.replace(task.source, train=few))
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
     model = build_classifier(
         config.model.backbone,
@@ -75,6 +80,8 @@ def build(config):
         **config.model.backbone_kwargs.to_dict(),
     )
     graphs, params, rest = build_net(model, method, seed=config.seed, num_classes=task.num_classes)
+    if config.model.init_from:
+        params, rest = init_from(params, rest, config.model.init_from, config.model.init_include)
     o = config.optim
     schedule = optim.make_schedule(
         o.schedule,
@@ -120,6 +127,51 @@ def build(config):
         eval_step=make_eval_step(graphs, dtype),
         state=init_state(params, rest, tx, seed=config.seed),
     )
+
+
+def init_from(params, rest, workdir: str, include: str):
+    """Copies the parameters (and BatchNorm statistics) whose paths match ``include`` from
+    the last checkpoint of the run in ``workdir``.
+
+    Raises:
+      ValueError: if nothing matches, or a matching parameter's shape differs.
+    """
+    import re
+
+    from tljax.checkpoint import load_trained
+
+    src_params, src_rest = load_trained(workdir)
+    regex = re.compile(include)
+    copied = []
+
+    def copy(tree, src):
+        def one(path, leaf):
+            name = optim.path_str(path)
+            if not regex.search(name):
+                return leaf
+            if name not in src:
+                raise ValueError(
+                    f"{name} matches init_include={include!r} but is not in the "
+                    f"checkpoint of {workdir}."
+                )
+            if tuple(src[name].shape) != tuple(leaf.shape):
+                raise ValueError(
+                    f"{name}: shape {tuple(leaf.shape)} here but "
+                    f"{tuple(src[name].shape)} in {workdir}."
+                )
+            copied.append(name)
+            return jnp.asarray(src[name], leaf.dtype)
+
+        return jax.tree_util.tree_map_with_path(one, tree)
+
+    params, rest = copy(params, src_params), copy(rest, src_rest)
+    if not copied:
+        raise ValueError(
+            f"init_include={include!r} matches no parameter; paths look like "
+            f"{optim.param_paths(params)[:3]}."
+        )
+    log.info("Initialised %d arrays from %s", len(copied), workdir)
+    return params, rest
 
 
 def _check_resume_config(workdir: str, config) -> None:

@@ -128,3 +128,16 @@ def hold_out(split: Split, fraction: float, *, seed: int) -> tuple[Split, Split]
     val = np.sort(np.asarray(val, dtype=np.int64))
     keep = np.setdiff1d(np.arange(len(split)), val)
     return Split(split.x[keep], split.y[keep]), Split(split.x[val], split.y[val])
+
+
+def few_labels(split: Split, per_class: int, *, seed: int) -> Split:
+    """A seeded subset with ``per_class`` examples of each class (all if fewer)."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}.")
+    rng = np.random.default_rng([seed, 11])
+    keep = []
+    for c in np.unique(split.y):
+        idx = np.flatnonzero(split.y == c)
+        keep.extend(rng.permutation(idx)[:per_class])
+    keep = np.sort(np.asarray(keep, dtype=np.int64))
+    return Split(split.x[keep], split.y[keep])
