@@ -65,7 +65,7 @@ def build_net(model: nnx.Module, method: Method, *, seed: int, num_classes: int)
       ``(graphs, params, rest)``: static graph definitions for training and evaluation
       mode and the pure-dict parameters and non-parameter state.
     """
-    info = ModelInfo(feature_dim=model.feature_dim, num_classes=num_classes)
+    info = ModelInfo(feature_dim=model.feature_dim, num_classes=num_classes, model=model)
     own = method.init(nnx.Rngs(jax.random.fold_in(jax.random.key(seed), 1)), info)
     net = Net(model, own)
     net.train()
@@ -110,7 +110,7 @@ def forward_domains(net: Net, batch, compute_dtype=None) -> tuple[Outputs, Outpu
         )
     x = jnp.concatenate([xs, xt], axis=0)
     if compute_dtype is not None:
-        x = x.astype(compute_dtype)
+        x = _cast_floats(x, compute_dtype)  # integer inputs (token ids) stay exact
     logits, out = net.model(x)
     n = xs.shape[0]
     ls, lt = _split(logits.astype(jnp.float32), n)
@@ -211,7 +211,7 @@ def make_eval_step(model: Model, compute_dtype: Any = None) -> Callable:
 
     def eval_step(params, rest, images):
         net = nnx.merge(model.eval_graph, _cast_floats(params, compute_dtype), rest)
-        x = images if compute_dtype is None else images.astype(compute_dtype)
+        x = _cast_floats(images, compute_dtype)
         logits, out = net.model(x)
         return logits.astype(jnp.float32), out["features"].astype(jnp.float32)
 

@@ -18,6 +18,11 @@ from tljax.models.heads import Bottleneck, Classifier, DomainDiscriminator
 _BACKBONES: dict[str, str | Callable] = {
     "lenet": "tljax.models.lenet:lenet",
     "mlp": "tljax.models.mlp:mlp",
+    "resnet18": "tljax.models.resnet:resnet18",
+    "resnet34": "tljax.models.resnet:resnet34",
+    "resnet50": "tljax.models.resnet:resnet50",
+    "resnet101": "tljax.models.resnet:resnet101",
+    "bert": "tljax.models.bert:bert",
 }
 
 

@@ -1,0 +1,269 @@
+"""ResNet-18/34/50/101 with torchvision's architecture (He et al., CVPR 2016).
+
+The layers, their order, strides and paddings are those of ``torchvision.models.resnet``
+(the "v1.5" variant: a Bottleneck block downsamples in its 3×3 convolution), so that
+torchvision's ImageNet weights load one to one (:func:`tljax.models.weights.
+load_torchvision_resnet`) and give the same outputs. Images are NHWC float32; PyTorch's
+symmetric zero padding is written out explicitly (``padding=((p, p), (p, p))``) because
+XLA's ``"SAME"`` pads asymmetrically for strided convolutions.
+
+Parameter paths mirror torchvision's state-dict keys: ``conv1``, ``bn1``,
+``layer1``..``layer4`` (lists of blocks, each with ``conv1``/``bn1``/``conv2``/``bn2``
+[/``conv3``/``bn3``] and an optional ``downsample`` with ``conv`` and ``bn``) and ``fc``
+(only when ``num_classes`` is given), e.g. ``layer1/0/conv1/kernel``.
+
+BatchNorm uses eps 1e-5 and PyTorch's momentum 0.1 (NNX counts momentum the other way:
+``momentum=0.9`` keeps 90% of the old running statistic). Note that NNX updates the running
+variance with the biased batch variance, PyTorch with the unbiased one; with the usual batch
+sizes the difference is a factor ``n/(n-1)`` on the update and is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def host_normal_init(stddev: Callable[[tuple[int, ...]], float]) -> Callable:
+    """An untruncated normal initializer ``N(0, stddev(shape)^2)`` drawn on the host.
+
+    With a concrete key it draws with NumPy (seeded from the key's data, so it is
+    reproducible); under tracing (``jax.jit``, ``nnx.eval_shape``) it uses
+    ``jax.random.normal``. Why: XLA's CPU backend takes ~1-3 s to compile the threefry
+    sampler for each new parameter shape, which made building a ResNet-18 take ~20 s
+    (ResNet-50 ~30 s) on CPU; drawing on the host costs no compilation.
+    """
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        std = stddev(tuple(shape))
+        if isinstance(key, jax.core.Tracer):
+            return jax.random.normal(key, shape, dtype) * jnp.asarray(std, dtype)
+        seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
+        x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32) * std
+        return jnp.asarray(x, dtype)
+
+    return init
+
+
+# torchvision's conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu"), i.e. an
+# untruncated normal with std sqrt(2 / (out_channels * kh * kw)); kernels are HWIO here.
+_CONV_INIT = host_normal_init(lambda s: math.sqrt(2.0 / (s[0] * s[1] * s[3])))
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.9  # = 1 - torch's momentum 0.1
+
+# name -> (block type, blocks per stage), as in torchvision.
+ARCHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+}
+_EXPANSION = {"basic": 1, "bottleneck": 4}
+
+
+def conv(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, rngs: nnx.Rngs) -> nnx.Conv:
+    """Bias-free ``kernel×kernel`` convolution padded like PyTorch (``kernel // 2``)."""
+    p = kernel // 2
+    return nnx.Conv(
+        in_ch,
+        out_ch,
+        kernel_size=(kernel, kernel),
+        strides=(stride, stride),
+        padding=((p, p), (p, p)),
+        use_bias=False,
+        kernel_init=_CONV_INIT,
+        rngs=rngs,
+    )
+
+
+def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """``nnx.BatchNorm`` with PyTorch's defaults (eps 1e-5, momentum 0.1)."""
+    return nnx.BatchNorm(features, epsilon=BN_EPS, momentum=BN_MOMENTUM, rngs=rngs)
+
+
+def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+    """3×3 max-pool, stride 2, padding 1 (with -inf, as PyTorch) on NHWC input."""
+    # A Python-scalar -inf init lets JAX recognise reduce_window_max, which is differentiable.
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+    )
+
+
+class Downsample(nnx.Module):
+    """The projection shortcut: 1×1 conv with stride, then BatchNorm."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, *, rngs: nnx.Rngs):
+        self.conv = conv(in_ch, out_ch, 1, stride=stride, rngs=rngs)
+        self.bn = batch_norm(out_ch, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.bn(self.conv(x))
+
+
+class BasicBlock(nnx.Module):
+    """Two 3×3 convolutions with a residual connection (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, planes: int, stride: int = 1, *, rngs: nnx.Rngs):
+        self.conv1 = conv(in_ch, planes, 3, stride=stride, rngs=rngs)
+        self.bn1 = batch_norm(planes, rngs=rngs)
+        self.conv2 = conv(planes, planes, 3, rngs=rngs)
+        self.bn2 = batch_norm(planes, rngs=rngs)
+        needs_proj = stride != 1 or in_ch != planes
+        self.downsample = Downsample(in_ch, planes, stride, rngs=rngs) if needs_proj else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return nnx.relu(y + identity)
+
+
+class BottleneckBlock(nnx.Module):
+    """1×1 → 3×3 (with the stride, "v1.5") → 1×1 ×4 convolutions (ResNet-50/101)."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, planes: int, stride: int = 1, *, rngs: nnx.Rngs):
+        out_ch = planes * self.expansion
+        self.conv1 = conv(in_ch, planes, 1, rngs=rngs)
+        self.bn1 = batch_norm(planes, rngs=rngs)
+        self.conv2 = conv(planes, planes, 3, stride=stride, rngs=rngs)
+        self.bn2 = batch_norm(planes, rngs=rngs)
+        self.conv3 = conv(planes, out_ch, 1, rngs=rngs)
+        self.bn3 = batch_norm(out_ch, rngs=rngs)
+        needs_proj = stride != 1 or in_ch != out_ch
+        self.downsample = Downsample(in_ch, out_ch, stride, rngs=rngs) if needs_proj else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        y = nnx.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return nnx.relu(y + identity)
+
+
+class ResNet(nnx.Module):
+    """A torchvision-compatible ResNet backbone.
+
+    Calling it on NHWC images returns a dict with ``"features"`` (the globally average-pooled
+    ``(n, feature_dim)`` vector), the stage outputs ``"layer1"``..``"layer4"`` (NHWC feature
+    maps) and, when the model has an ImageNet head, ``"logits"``.
+
+    Args:
+      arch: one of :data:`ARCHS` (``"resnet18"``, ``"resnet34"``, ``"resnet50"``,
+        ``"resnet101"``).
+      in_channels: channels of the input images.
+      num_classes: if given, adds the ``fc`` classification layer (1000 for ImageNet).
+      small_input: CIFAR-style stem for 32×32 inputs: a 3×3 stride-1 first convolution and
+        no max-pool (the stem then differs from torchvision's, so ``conv1`` cannot take
+        ImageNet weights).
+      rngs: NNX random streams for initialisation.
+
+    Raises:
+      ValueError: for an unknown ``arch``.
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet50",
+        *,
+        in_channels: int = 3,
+        num_classes: int | None = None,
+        small_input: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        if arch not in ARCHS:
+            raise ValueError(f"Unknown ResNet arch {arch!r}; valid archs: {sorted(ARCHS)}.")
+        kind, depths = ARCHS[arch]
+        block = BasicBlock if kind == "basic" else BottleneckBlock
+        self.arch = arch
+        self.small_input = small_input
+        if small_input:
+            self.conv1 = conv(in_channels, 64, 3, rngs=rngs)
+        else:
+            self.conv1 = conv(in_channels, 64, 7, stride=2, rngs=rngs)
+        self.bn1 = batch_norm(64, rngs=rngs)
+        in_ch = 64
+        stages = []
+        for i, (planes, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+            blocks = []
+            for j in range(depth):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(in_ch, planes, stride, rngs=rngs))
+                in_ch = planes * block.expansion
+            stages.append(nnx.List(blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.feature_dim = in_ch
+        self.fc = nnx.Linear(in_ch, num_classes, rngs=rngs) if num_classes else None
+
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        if x.ndim != 4:
+            raise ValueError(f"ResNet expects NHWC images (4 dims), got shape {x.shape}.")
+        x = nnx.relu(self.bn1(self.conv1(x)))
+        if not self.small_input:
+            x = max_pool_3x3_s2(x)
+        out = {}
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            for blk in getattr(self, name):
+                x = blk(x)
+            out[name] = x
+        out["features"] = jnp.mean(x, axis=(1, 2))
+        if self.fc is not None:
+            out["logits"] = self.fc(out["features"])
+        return out
+
+
+def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input) -> ResNet:
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(
+            f"{arch} needs input_shape (height, width, channels), got {tuple(input_shape)}."
+        )
+    return ResNet(
+        arch,
+        in_channels=int(input_shape[-1]),
+        num_classes=num_classes,
+        small_input=small_input,
+        rngs=rngs,
+    )
+
+
+def resnet18(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+    """ResNet-18 (512-d features); factory used by the model registry."""
+    return _build("resnet18", input_shape, rngs, num_classes, small_input)
+
+
+def resnet34(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+    """ResNet-34 (512-d features); factory used by the model registry."""
+    return _build("resnet34", input_shape, rngs, num_classes, small_input)
+
+
+def resnet50(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+    """ResNet-50 (2048-d features); factory used by the model registry."""
+    return _build("resnet50", input_shape, rngs, num_classes, small_input)
+
+
+def resnet101(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+    """ResNet-101 (2048-d features); factory used by the model registry."""
+    return _build("resnet101", input_shape, rngs, num_classes, small_input)
+
+
+__all__ = [
+    "ARCHS",
+    "BasicBlock",
+    "BottleneckBlock",
+    "Downsample",
+    "ResNet",
+    "host_normal_init",
+    "max_pool_3x3_s2",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+]
