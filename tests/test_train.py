@@ -109,7 +109,7 @@ def test_nonfinite_loss_is_flagged_with_step():
 
 
 def test_mismatched_domain_shapes_raise():
-    state, step, _, _ = tiny_setup("source_only")
+    state, step, _, _ = tiny_setup("dann")
     batch = random_batch()
     batch["target"]["image"] = batch["target"]["image"][:, :12]
     with pytest.raises(ValueError, match="different shapes"):
@@ -122,3 +122,14 @@ def test_eval_mode_uses_running_statistics():
     full, _ = jax.jit(eval_fn)(state.params, state.rest, x)
     single, _ = jax.jit(eval_fn)(state.params, state.rest, x[:1])
     np.testing.assert_allclose(full[:1], single, rtol=1e-5, atol=1e-5)
+
+
+def test_source_only_runs_the_model_on_the_source_batch_only():
+    state, step, _, _ = tiny_setup("source_only")
+    batch = random_batch()
+    jaxpr = str(jax.make_jaxpr(step)(state, batch))
+    # The first convolution's input has the source batch size (8), not 16.
+    assert "f32[8,12,12,4]" in jaxpr and "f32[16,12,12,4]" not in jaxpr
+    batch["target"]["image"] = np.full_like(batch["target"]["image"], np.nan)
+    _, m = jax.jit(step)(state, batch)
+    assert np.isfinite(float(m["loss"]))

@@ -99,10 +99,20 @@ def _cast_floats(tree, dtype):
     )
 
 
-def forward_domains(net: Net, batch, compute_dtype=None) -> tuple[Outputs, Outputs]:
+def forward_domains(
+    net: Net, batch, compute_dtype=None, *, with_target: bool = True
+) -> tuple[Outputs, Outputs | None]:
     """Runs the model once on source and target images concatenated (BatchNorm sees
-    both domains, as in the reference code) and splits the outputs per domain."""
+    both domains, as in the reference code) and splits the outputs per domain.
+
+    With ``with_target=False`` only the source batch is run and the target outputs are
+    ``None``.
+    """
     xs, xt = batch["source"]["image"], batch["target"]["image"]
+    if not with_target:
+        logits, out = net.model(_cast_floats(xs, compute_dtype))
+        extras = {k: v for k, v in out.items() if k != "features"}
+        return Outputs(logits.astype(jnp.float32), out["features"], extras), None
     if xs.shape[1:] != xt.shape[1:]:
         raise ValueError(
             f"Source and target images have different shapes {xs.shape[1:]} and "
@@ -164,7 +174,7 @@ def make_train_step(
     def loss_fn(params, rest, batch, rng, step):
         params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
         net = nnx.merge(model.train_graph, _cast_floats(params, compute_dtype), rest)
-        src, tgt = forward_domains(net, batch, compute_dtype)
+        src, tgt = forward_domains(net, batch, compute_dtype, with_target=method.needs_target)
         labels = batch["source"]["label"]
         task = optax.softmax_cross_entropy_with_integer_labels(src.logits, labels).mean()
         m_loss, m_metrics = method.loss(net.method, src=src, tgt=tgt, rng=rng, step=step)

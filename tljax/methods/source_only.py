@@ -18,4 +18,4 @@ def make() -> Method:
         del module, src, tgt, rng, step
         return jnp.zeros((), jnp.float32), {}
 
-    return Method(name="source_only", init=no_params, loss=loss)
+    return Method(name="source_only", init=no_params, loss=loss, needs_target=False)
