@@ -14,9 +14,21 @@ hyperparameters (optax style):
   It never sees target labels.
 * ``train_step`` (optional) replaces the trainer's default step for methods that need
   several updates per iteration (MCD, ADDA, mean teacher); it is built from the same
-  pieces. ``None`` for single-objective methods.
+  pieces. ``None`` for single-objective methods. It is called as
+  ``train_step(model=, tx=, frozen=, weight=, num_classes=, lr_schedule=, compute_dtype=)``
+  (the arguments of :func:`tljax.train.make_train_step`) and returns the pure
+  ``step(state, batch, rng=None) -> (state, metrics)``; helpers live in
+  :mod:`tljax.methods._steps`.
+* ``eval_state`` (optional) ``eval_state(params, rest, *, domain) -> (params, rest)``
+  maps the trained state to the state to evaluate on ``domain`` (``"source"`` or
+  ``"target"``) with the usual eval step, e.g. ADDA swaps in its target encoder for the
+  target domain. ``None``: the trained state is evaluated on both domains.
 
 The trainer minimises ``task_loss(source) + weight * loss(...)``.
+
+Non-trainable method state (fixed random matrices, an EMA teacher) is held in
+:class:`Buffer` variables: they are not ``nnx.Param``, so they land in ``rest`` (saved in
+checkpoints, never seen by the optimizer) instead of ``params``.
 """
 
 from __future__ import annotations
@@ -25,14 +37,29 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 
+class Buffer(nnx.Variable):
+    """Non-trainable method state (not an ``nnx.Param``): lives in ``rest``, so the
+    optimizer never sees it and it has no gradient, moments or weight decay."""
+
+
 class ModelInfo(NamedTuple):
-    """What a method may need to know about the model to build its own networks."""
+    """What a method may need to know about the model to build its own networks.
+
+    Attributes:
+      feature_dim: width of ``Outputs.features``.
+      num_classes: number of classes.
+      model: the model being trained (a :class:`tljax.models.heads.Classifier`), for
+        methods that copy it (ADDA's target encoder, the mean teacher). Read or
+        ``nnx.clone`` it; never store it (that would share its variables).
+    """
 
     feature_dim: int
     num_classes: int
+    model: Any = None
 
 
 class Outputs(NamedTuple):
@@ -57,3 +84,47 @@ class Method(NamedTuple):
     loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     train_step: Callable[..., Any] | None = None
     hparams: dict[str, Any] = {}
+    eval_state: Callable[..., tuple[Any, Any]] | None = None
+    # False: the loss never looks at the target, so the default step runs the model on the
+    # source batch only (half the compute; BatchNorm then sees source data only, as in
+    # the reference ERM code). ``tgt`` is then ``None`` in ``loss``.
+    needs_target: bool = True
+
+
+def deep_copy(module: nnx.Module) -> nnx.Module:
+    """A copy of ``module`` that shares no arrays with it (``nnx.clone`` shares them, and
+    a state holding one buffer twice cannot be donated to a jitted step)."""
+    graphdef, state = nnx.split(nnx.clone(module))
+    return nnx.merge(graphdef, jax.tree.map(lambda x: jnp.array(x, copy=True), state))
+
+
+def frozen_copy(module: nnx.Module) -> nnx.Module:
+    """A deep copy of ``module`` whose ``nnx.Param`` variables become :class:`Buffer`.
+
+    The copy can be called like the original (e.g. an EMA teacher) but its weights are
+    non-trainable state. Other variables (BatchNorm statistics) keep their type.
+    """
+    copy = deep_copy(module)
+    for _, node in list(nnx.iter_graph(copy)):
+        if isinstance(node, nnx.Module):
+            for name, attr in list(vars(node).items()):
+                if isinstance(attr, nnx.Param):
+                    setattr(node, name, Buffer(attr.get_value()))
+    return copy
+
+
+def require_classifier(info: ModelInfo, method: str) -> nnx.Module:
+    """``info.model``, checked to have the ``backbone``/``bottleneck``/``head`` layout.
+
+    Raises:
+      ValueError: if the model was not passed or has another layout.
+    """
+    model = info.model
+    missing = [a for a in ("backbone", "bottleneck", "head") if not hasattr(model, a)]
+    if model is None or missing:
+        raise ValueError(
+            f"Method {method!r} copies the model, so it needs ModelInfo.model to be a "
+            f"Classifier with backbone, bottleneck and head; got {type(model).__name__} "
+            f"(missing {missing})."
+        )
+    return model
