@@ -197,29 +197,30 @@ def _check_resume_config(workdir: str, config) -> None:
 def _evaluate(parts, state, eval_fn, sharding, batch_size, *, selection=True):
     """Test accuracies of both domains and, for model selection, the unsupervised target
     scores (on the unlabeled target *train* split) and source-validation scores."""
-    task = parts["task"]
+    task, method = parts["task"], parts["method"]
     out = {}
 
-    def run(x):
-        return evaluate.predict(
-            eval_fn, state.params, state.rest, x, batch_size=batch_size, sharding=sharding
-        )
+    def run(x, role):
+        params, rest = state.params, state.rest
+        if method.eval_state is not None:  # e.g. ADDA evaluates the target encoder
+            params, rest = method.eval_state(params, rest, domain=role)
+        return evaluate.predict(eval_fn, params, rest, x, batch_size=batch_size, sharding=sharding)
 
     for role, domain in (("source", task.source), ("target", task.target)):
-        logits, _ = run(domain.test.x)
+        logits, _ = run(domain.test.x, role)
         out[f"{role}_test_acc"] = evaluate.accuracy(logits, domain.test.y)
         out[f"{role}_test_mean_class_acc"] = evaluate.mean_class_accuracy(
             logits, domain.test.y, task.num_classes
         )
     if not selection:
         return out
-    t_logits, t_feats = run(task.target.train.x)
+    t_logits, t_feats = run(task.target.train.x, "target")
     out["target_neg_entropy"] = evaluate.neg_entropy_score(t_logits)
     out["target_im"] = evaluate.information_maximization_score(t_logits)
     out["target_snd"] = evaluate.snd_score(t_feats, t_logits)
     val = parts.get("source_val")
     if val is not None and len(val):
-        v_logits, v_feats = run(val.x)
+        v_logits, v_feats = run(val.x, "source")
         out["source_val_acc"] = evaluate.accuracy(v_logits, val.y)
         out["target_neg_dev"] = evaluate.dev_score(v_feats, v_logits, val.y, t_feats)
     return out
