@@ -1,30 +1,65 @@
-r"""Runs configs × seeds into one directory and prints the result table.
+r"""Runs configs × hyperparameter grid × seeds into one directory and prints the table.
 
     python -m experiments.sweep --configs=configs/source_only_digits_m.py,configs/dann_digits_m.py \
         --seeds=0,1,2 --workdir=runs/main [--set=train.steps=500]
 
-Finished runs (with ``results.json``) are skipped, interrupted ones resume from their
-checkpoint. Each run's directory is ``<workdir>/<config name>/seed_<s>``.
+    python -m experiments.sweep --config=configs/dann_digits_m.py --seeds=0,1,2 \
+        --grid=method.weight=0.1,0.3,1.0 --grid=optim.lr=0.01,0.003 \
+        --workdir=runs/dann_grid --parallel=2
+
+``--grid=key=v1,v2,...`` (repeatable) sweeps the cartesian product of the values (parsed
+as Python literals, e.g. ``--grid=method.hparams.hidden=(100,),(500,)``); ``--set``
+applies to every run. ``--config`` (repeatable) names config files whose argument holds
+commas (``--config=tests/configs/tiny.py:dann,moons``); ``--configs`` is a comma list.
+
+Run directories: ``<workdir>/<config name>/seed_<s>`` without a grid, and
+``<workdir>/<config name>/<k1=v1__k2=v2>/seed_<s>`` with one; the config name is the
+file's stem plus its argument, if any. Finished runs (with ``results.json``) are skipped;
+interrupted ones resume from their checkpoint. Runs go one after the other in this
+process, or with ``--parallel=N`` as N concurrent ``python -m experiments.run``
+subprocesses (output in each run's ``run.log``). The table goes to ``<workdir>/results.md``;
+``python -m experiments.report --workdir=...`` writes the full report.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
+import itertools
 import logging
 import os
+import re
+import subprocess
 import sys
+import time
 
 from absl import app, flags
 from absl import logging as absl_logging
 
 from tljax import report
 
-_CONFIGS = flags.DEFINE_list("configs", None, "Config files to run.")
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Root directory of the sweep.")
-_SET = flags.DEFINE_multi_string("set", [], "Overrides key=value applied to every config.")
-flags.mark_flags_as_required(["configs", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a script, so that importing this
+    module next to another entry point does not define flags twice)."""
+    flags.DEFINE_list("configs", [], "Config files to run (comma-separated).")
+    flags.DEFINE_multi_string("config", [], "A config file to run (repeatable).")
+    flags.DEFINE_list("seeds", ["0"], "Seeds.")
+    flags.DEFINE_string("workdir", None, "Root directory of the sweep.")
+    flags.DEFINE_multi_string("set", [], "Overrides key=value applied to every config.")
+    flags.DEFINE_multi_string(
+        "grid", [], "key=v1,v2,... (repeatable): the runs take the cartesian product."
+    )
+    flags.DEFINE_integer(
+        "parallel", 0, "Run in N subprocesses at a time (0: one after the other, in-process)."
+    )
+    flags.mark_flags_as_required(["workdir"])
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(path: str):
@@ -38,55 +73,219 @@ def load_config(path: str):
     return module.get_config(arg) if arg else module.get_config()
 
 
+def parse_value(raw: str):
+    """A Python literal when ``raw`` parses as one, else the string itself."""
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def set_value(config, key: str, value, item: str = "") -> None:
+    """Sets ``config.a.b.c = value`` for ``key = "a.b.c"``.
+
+    Raises:
+      ValueError: if the key does not exist.
+    """
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+        if p not in node:
+            raise ValueError(f"Unknown config key {key!r} in override {item or key!r}.")
+        node = node[p]
+    if leaf not in node:
+        raise ValueError(f"Unknown config key {key!r} in override {item or key!r}.")
+    node[leaf] = value
+
+
 def apply_override(config, item: str) -> None:
     """Applies ``a.b.c=value`` (value parsed as a Python literal when possible)."""
     if "=" not in item:
         raise ValueError(f"Override {item!r} must look like key=value.")
     key, raw = item.split("=", 1)
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node[p]
-    if leaf not in node:
-        raise ValueError(f"Unknown config key {key!r} in override {item!r}.")
-    node[leaf] = value
+    set_value(config, key, parse_value(raw), item)
+
+
+def parse_grid(items: list[str]) -> list[tuple[str, list]]:
+    """``["a.b=1,2", "c=x,y"]`` → ``[("a.b", [1, 2]), ("c", ["x", "y"])]``.
+
+    Values are one Python literal list (``(100,),(200,)`` gives two tuples); if that does
+    not parse, they are the comma-separated strings.
+
+    Raises:
+      ValueError: for an item without ``=``, no values, or a key given twice.
+    """
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or not raw:
+            raise ValueError(f"--grid={item!r} must look like key=v1,v2,... .")
+        try:
+            values = ast.literal_eval(f"[{raw}]")
+        except (ValueError, SyntaxError):
+            values = raw.split(",")
+        if any(k == key for k, _ in out):
+            raise ValueError(f"--grid key {key!r} is given twice; give its values once.")
+        out.append((key, list(values)))
+    return out
+
+
+def format_value(value) -> str:
+    """A value as it appears in a run directory name (``0.1``, ``(100, 50)`` → ``100_50``)."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return re.sub(r"[^A-Za-z0-9._+=-]+", "_", text).strip("_") or "_"
+
+
+def config_name(path: str) -> str:
+    """``configs/dann.py`` → ``dann``; ``configs/tiny.py:dann,moons`` → ``tiny_dann_moons``."""
+    file, _, arg = path.partition(":")
+    stem = os.path.splitext(os.path.basename(file))[0]
+    return stem + ("_" + re.sub(r"[^A-Za-z0-9.=-]+", "_", arg).strip("_") if arg else "")
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One run of the sweep: config file, seed, grid values and its directory."""
+
+    config: str
+    seed: int
+    grid: dict
+    workdir: str
+
+    def done(self) -> bool:
+        return os.path.exists(os.path.join(self.workdir, "results.json"))
+
+
+def plan(configs: list[str], seeds: list[str], grid_items: list[str], root: str) -> list[RunSpec]:
+    """All runs of the sweep, configs × grid × seeds (grid values vary slowest)."""
+    grid = parse_grid(grid_items)
+    keys = [k for k, _ in grid]
+    runs = []
+    for path in configs:
+        for combo in itertools.product(*[v for _, v in grid]):
+            values = dict(zip(keys, combo))
+            sub = "__".join(f"{k}={format_value(v)}" for k, v in values.items())
+            for seed in seeds:
+                parts = [root, config_name(path)] + ([sub] if sub else []) + [f"seed_{seed}"]
+                runs.append(RunSpec(path, int(seed), values, os.path.join(*parts)))
+    names = [r.workdir for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Two runs would share a directory: {sorted(names)}.")
+    return runs
+
+
+def make_config(spec: RunSpec, overrides: list[str]):
+    """The config of one run: the file, its seed, ``--set`` overrides, grid values."""
+    config = load_config(spec.config)
+    config.seed = spec.seed
+    for item in overrides:
+        apply_override(config, item)
+    for key, value in spec.grid.items():
+        set_value(config, key, value, f"--grid={key}")
+    return config
+
+
+def command(spec: RunSpec, overrides: list[str]) -> list[str]:
+    """``python -m experiments.run`` arguments equivalent to :func:`make_config`."""
+    file, sep, arg = spec.config.partition(":")
+    args = [sys.executable, "-m", "experiments.run", f"--config={os.path.abspath(file)}{sep}{arg}"]
+    args += [f"--workdir={os.path.abspath(spec.workdir)}", f"--config.seed={spec.seed}"]
+    args += [f"--config.{item}" for item in overrides]
+    args += [f"--config.{k}={v if isinstance(v, str) else repr(v)}" for k, v in spec.grid.items()]
+    return args
+
+
+def run_sequential(runs: list[RunSpec], overrides: list[str]) -> None:
+    """Trains the runs one after the other in this process; exits 1 on the first error."""
+    from tljax.checkpoint import CheckpointError
+    from tljax.train import train_and_evaluate
+
+    for spec in runs:
+        try:
+            r = train_and_evaluate(make_config(spec, overrides), spec.workdir)
+        except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as e:
+            print(f"error in {spec.workdir}: {e}", file=sys.stderr)
+            sys.exit(1)
+        acc = 100 * r["target_test_acc"]
+        print(f"[sweep] {spec.workdir}: target test acc {acc:.1f}%", file=sys.stderr)
+
+
+def run_parallel(runs: list[RunSpec], overrides: list[str], n: int) -> list[RunSpec]:
+    """Trains the runs as up to ``n`` concurrent subprocesses.
+
+    Returns:
+      The runs that failed (their ``run.log`` holds the output).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    todo, active, failed = list(runs), [], []
+    while todo or active:
+        while todo and len(active) < n:
+            spec = todo.pop(0)
+            os.makedirs(spec.workdir, exist_ok=True)
+            logf = open(os.path.join(spec.workdir, "run.log"), "a")
+            cmd = command(spec, overrides)
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            active.append((spec, proc, logf))
+        time.sleep(0.2)
+        for item in list(active):
+            spec, proc, logf = item
+            if proc.poll() is None:
+                continue
+            logf.close()
+            active.remove(item)
+            status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+            print(f"[sweep] {spec.workdir}: {status}", file=sys.stderr)
+            if proc.returncode != 0:
+                failed.append(spec)
+    return failed
+
+
+def summary_table(root: str) -> str:
+    """The sweep's markdown table: the classic (task, method) table without a grid; with
+    one, target accuracy per method and grid value (mean ± std over seeds)."""
+    rows = report.attach_configs(report.collect(root))
+    if any(r.get("variant") for r in rows):
+        return report.to_markdown(report.headline_table(rows))
+    return report.markdown_table(report.summarize(rows))
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.WARNING)
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
-    from tljax.train import train_and_evaluate
-
-    for path in _CONFIGS.value:
-        name = os.path.splitext(os.path.basename(path.split(":")[0]))[0]
-        for seed in _SEEDS.value:
-            workdir = os.path.join(_WORKDIR.value, name, f"seed_{seed}")
-            if os.path.exists(os.path.join(workdir, "results.json")):
-                print(f"[sweep] {workdir}: done, skipped", file=sys.stderr)
-                continue
-            config = load_config(path)
-            config.seed = int(seed)
-            for item in _SET.value:
-                apply_override(config, item)
-            try:
-                r = train_and_evaluate(config, workdir)
-            except (ValueError, FileNotFoundError, FloatingPointError) as e:
-                print(f"error in {workdir}: {e}", file=sys.stderr)
-                sys.exit(1)
-            print(
-                f"[sweep] {workdir}: target test acc {100 * r['target_test_acc']:.1f}%",
-                file=sys.stderr,
-            )
-    table = report.markdown_table(report.summarize(report.collect(_WORKDIR.value)))
+    configs = list(FLAGS.configs) + list(FLAGS.config)
+    if not configs:
+        raise app.UsageError("Give at least one config: --configs=a.py,b.py or --config=a.py.")
+    if FLAGS.parallel < 0:
+        raise app.UsageError(f"--parallel must be >= 0, got {FLAGS.parallel}.")
+    try:
+        runs = plan(configs, FLAGS.seeds, FLAGS.grid, FLAGS.workdir)
+        for spec in runs:  # fail on a bad override before training anything
+            make_config(spec, FLAGS.set)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    todo = [r for r in runs if not r.done()]
+    for spec in runs:
+        if spec.done():
+            print(f"[sweep] {spec.workdir}: done, skipped", file=sys.stderr)
+    failed = []
+    if FLAGS.parallel > 0:
+        failed = run_parallel(todo, FLAGS.set, FLAGS.parallel)
+    else:
+        run_sequential(todo, FLAGS.set)
+    table = summary_table(FLAGS.workdir)
     print(table)
-    with open(os.path.join(_WORKDIR.value, "results.md"), "w") as f:
+    with open(os.path.join(FLAGS.workdir, "results.md"), "w") as f:
         f.write(table + "\n")
+    if failed:
+        logs = [os.path.join(s.workdir, "run.log") for s in failed]
+        print(f"error: {len(failed)} run(s) failed; see {logs}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,7 +1,16 @@
-"""Result tables from finished runs (``results.json`` files under a directory)."""
+"""Result tables from finished runs (``results.json`` files under a directory).
+
+The first half keeps the simple (task, method) tables of the sweep. The second half builds
+paper-style tables: runs grouped by (task, method, variant), where the variant names the
+config values that differ between runs of one method (a hyperparameter grid), mean ± std
+over seeds, an average over tasks, every model-selection rule side by side and the
+published numbers of :mod:`tljax.references` beside ours; each as markdown, CSV or LaTeX.
+Plots live in :mod:`tljax.plots`; ``python -m experiments.report`` writes everything.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -118,3 +127,268 @@ def selection_table(rows: list[dict]) -> str:
                 cells.append("–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Paper-style tables: runs grouped by (task, method, variant), markdown / CSV / LaTeX.
+# ---------------------------------------------------------------------------------------
+
+# Config keys that never distinguish two runs' results (seed is the replicate axis).
+NON_VARIANT_KEYS = frozenset(
+    {
+        "seed",
+        "train.progress",
+        "train.tensorboard",
+        "train.max_to_keep",
+        "train.checkpoint_every",
+        "train.eval_batch_size",
+        "train.log_every",
+    }
+)
+
+
+@dataclasses.dataclass
+class Table:
+    """A table whose cells are text, numbers, or ``(mean, std)`` pairs (``None``: no value).
+
+    Attributes:
+      columns: header cells.
+      rows: one list of cells per row.
+      notes: lines printed under the table (markdown) or as a comment (CSV/LaTeX).
+    """
+
+    columns: list[str]
+    rows: list[list]
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def attach_configs(rows: list[dict]) -> list[dict]:
+    """Adds each run's flattened ``config.json`` (``row["config"]``, ``{}`` if missing) and a
+    ``row["variant"]`` label naming the config values that differ between runs of the same
+    (task, method), e.g. ``"method.weight=0.3"`` (``""`` when all runs share one config)."""
+    for r in rows:
+        path = os.path.join(r.get("workdir", ""), "config.json")
+        r["config"] = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                r["config"] = json.load(f)
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["method"])].append(r)
+    for rs in groups.values():
+        keys = sorted({k for r in rs for k in r["config"]} - NON_VARIANT_KEYS)
+        varying = [
+            k for k in keys if len({json.dumps(r["config"].get(k), sort_keys=True) for r in rs}) > 1
+        ]
+        for r in rs:
+            r["variant"] = ",".join(f"{k}={_short(r['config'].get(k))}" for k in varying)
+    return rows
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "(" + ",".join(_short(v) for v in value) + ")"
+    return str(value)
+
+
+def _method_order(key):
+    task, method, variant = key
+    return (task, method != "source_only", method, variant)
+
+
+def group_runs(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Runs grouped by ``(task, method, variant)`` (call :func:`attach_configs` first for
+    variants; without it every group's variant is ``""``)."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["method"], r.get("variant", ""))].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: _method_order(kv[0])))
+
+
+def target_accuracy(row: dict, rule: str = "last") -> float | None:
+    """Target test accuracy (%) of one run under a model-selection rule; ``"last"`` is the
+    final evaluation. ``None`` when the run did not log what the rule needs."""
+    if rule == "last" and "target_test_acc" in row:
+        return 100.0 * row["target_test_acc"]
+    sel = row.get("by_selection_rule", {}).get(rule)
+    return None if sel is None else 100.0 * sel["target_test_acc"]
+
+
+def headline_table(rows: list[dict], rule: str = "last", refs=None) -> Table:
+    """Target test accuracy (%) per method (rows) and task (columns), mean ± std over seeds,
+    an average over tasks, and the published numbers beside ours.
+
+    Args:
+      rows: runs from :func:`collect` (with :func:`attach_configs` for variants).
+      rule: the model-selection rule of our numbers (a key of
+        :data:`tljax.evaluate.SELECTION_RULES`).
+      refs: :class:`tljax.references.References`, or ``None`` for no published column.
+
+    Raises:
+      ValueError: for an unknown rule.
+    """
+    from tljax.evaluate import SELECTION_RULES
+
+    if rule not in SELECTION_RULES:
+        raise ValueError(f"Unknown selection rule {rule!r}; valid: {sorted(SELECTION_RULES)}.")
+    from tljax.references import format_refs
+
+    groups = group_runs(rows)
+    tasks = sorted({t for t, _, _ in groups})
+    methods = list(dict.fromkeys((m, v) for _, m, v in groups))
+    columns = ["method", "variant"]
+    for t in tasks:
+        columns += [f"{t} (ours)"] + ([f"{t} (published)"] if refs else [])
+    columns += ["avg (ours)"] + (["avg (published)"] if refs else []) + ["seeds"]
+    out = []
+    for method, variant in methods:
+        cells, ours, per_seed = [method, variant], [], defaultdict(dict)
+        for t in tasks:
+            runs = groups.get((t, method, variant), [])
+            vals = {r["seed"]: target_accuracy(r, rule) for r in runs}
+            vals = {s: v for s, v in vals.items() if v is not None}
+            for s, v in vals.items():
+                per_seed[s][t] = v
+            ours.append(mean_std(list(vals.values())) if vals else None)
+            cells.append(ours[-1])
+            if refs:
+                cells.append(format_refs(refs.lookup(t, method)))
+        cells.append(_average(ours, per_seed, len(tasks)))
+        if refs:
+            cells.append(format_refs(refs.average(tasks, method)))
+        cells.append(",".join(map(str, sorted(per_seed))))
+        out.append(cells)
+    notes = [
+        f"Target test accuracy (%), mean ± std over seeds; model selection: "
+        f"{'last step' if rule == 'last' else rule} ({SELECTION_RULES[rule][1]})."
+    ]
+    if refs:
+        used = sorted({r.source for t in tasks for m, _ in methods for r in refs.lookup(t, m)})
+        for key in used:
+            s = refs.sources[key]
+            notes.append(
+                f"{s['short']}: {s['citation']} <{s['url']}>; selection: {s['selection']}."
+            )
+        for t in tasks:
+            if refs.analogue(t):
+                notes.append(f"{t}: {refs.analogue(t)}")
+        notes.append("–: no published number for this task and method.")
+    return Table(columns, out, notes)
+
+
+def _average(ours: list, per_seed: dict, n_tasks: int):
+    """Mean over tasks of the per-task means; ± the std over seeds of each seed's average
+    when every seed ran every task (else the mean alone); ``None`` if a task is missing."""
+    if any(c is None for c in ours):
+        return None
+    mean = float(np.mean([c[0] for c in ours]))
+    full = [sum(d.values()) / n_tasks for d in per_seed.values() if len(d) == n_tasks]
+    if len(full) == len(per_seed) and len(full) > 1:
+        return (mean, mean_std(full)[1])
+    return mean
+
+
+def selection_rules_table(rows: list[dict]) -> Table:
+    """Target test accuracy (%) of each (task, method, variant) under every selection rule
+    that the runs logged, side by side (mean ± std over seeds)."""
+    from tljax.evaluate import SELECTION_RULES
+
+    groups = group_runs(rows)
+    rules = [
+        k
+        for k in SELECTION_RULES
+        if any(target_accuracy(r, k) is not None for rs in groups.values() for r in rs)
+    ]
+    out = []
+    for (task, method, variant), rs in groups.items():
+        cells = [task, method, variant]
+        for rule in rules:
+            vals = [v for v in (target_accuracy(r, rule) for r in rs) if v is not None]
+            cells.append(mean_std(vals) if vals else None)
+        cells.append(len(rs))
+        out.append(cells)
+    notes = [f"{k}: {SELECTION_RULES[k][1]}" for k in rules]
+    return Table(["task", "method", "variant", *rules, "runs"], out, notes)
+
+
+def _fmt(cell, digits: int = 1) -> str:
+    if cell is None:
+        return "–"
+    if isinstance(cell, tuple):
+        return f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}"
+    if isinstance(cell, float):
+        return f"{cell:.{digits}f}"
+    return str(cell)
+
+
+def _drop_empty_variant(table: Table) -> Table:
+    if "variant" not in table.columns:
+        return table
+    i = table.columns.index("variant")
+    if any(r[i] for r in table.rows):
+        return table
+    return Table(
+        table.columns[:i] + table.columns[i + 1 :],
+        [r[:i] + r[i + 1 :] for r in table.rows],
+        table.notes,
+    )
+
+
+def to_markdown(table: Table) -> str:
+    """The table as GitHub markdown, notes below it."""
+    t = _drop_empty_variant(table)
+    lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in t.rows]
+    return "\n".join(lines + [""] + [f"- {n}" for n in t.notes]).rstrip() + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """The table as CSV; a ``(mean, std)`` column becomes ``<name> mean`` and ``<name> std``."""
+    import csv
+    import io
+
+    pairs = [any(isinstance(r[i], tuple) for r in table.rows) for i in range(len(table.columns))]
+    head = []
+    for name, pair in zip(table.columns, pairs):
+        head += [f"{name} mean", f"{name} std"] if pair else [name]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for r in table.rows:
+        cells = []
+        for c, pair in zip(r, pairs):
+            if pair:
+                m, s = c if isinstance(c, tuple) else (c, None)
+                cells += ["" if m is None else f"{m:.4f}", "" if s is None else f"{s:.4f}"]
+            else:
+                cells.append("" if c is None else (f"{c:.4f}" if isinstance(c, float) else c))
+        w.writerow(cells)
+    return buf.getvalue()
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_")):
+        text = text.replace(a, b)
+    for a, b in (("->", r"$\to$"), ("±", r"$\pm$"), ("–", "--"), ("#", r"\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(table: Table, caption: str = "") -> str:
+    """The table as a LaTeX ``tabular`` (booktabs), notes as ``%`` comments."""
+    t = _drop_empty_variant(table)
+    spec = "".join(
+        "l" if all(isinstance(r[i], str) for r in t.rows) else "c" for i in range(len(t.columns))
+    )
+    lines = [f"% {n}" for n in t.notes]
+    lines += [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{_tex(caption)}}}")
+    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    lines.append(" & ".join(_tex(c) for c in t.columns) + r" \\")
+    lines.append(r"\midrule")
+    lines += [" & ".join(_tex(_fmt(c)) for c in r) + r" \\" for r in t.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

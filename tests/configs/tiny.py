@@ -16,8 +16,12 @@ def get_config(arg: str = "dann,digits->digits_m"):
         c.model.backbone = "lenet"
         c.model.backbone_kwargs.channels = (4, 8)
     c.method.name = method
-    if method == "dann":
+    if method in ("dann", "cdan", "bsp", "adda"):
         c.method.hparams.hidden = (32,)
+    if method == "mdd":
+        c.method.hparams.width = 32
+    if method == "adda":
+        c.method.hparams.pretrain_steps = 20  # half of the 40 steps
     c.optim.lr = 0.02
     c.train.steps = 40
     c.train.log_every = 10

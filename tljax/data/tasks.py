@@ -9,6 +9,11 @@ Names are ``"source->target"``; the target is the source dataset with one shift 
 * ``fashion->fashion_m``, ``fashion->fashion_rot``, ``fashion->fashion_inv``: the same for
   Fashion-MNIST (``apt-get install dataset-fashion-mnist``; a clear FileNotFoundError
   otherwise).
+* ``digits``, ``fashion``: single-domain tasks for supervised (pre)training and
+  fine-tuning (inductive transfer) with the same trainer. The target *is* the source
+  domain (the same train and test splits, grey ``(n, s, s, 1)``), so ``target_test_acc``
+  equals ``source_test_acc``; methods with ``needs_target=False`` never look at it.
+  ``data.labels_per_class`` subsamples the labelled (source) train split only.
 
 Both domains use the same images and the same train/test split, as in the standard
 MNIST -> MNIST-M setting (MNIST-M is built from MNIST's own train and test images); only
@@ -42,6 +47,8 @@ _TASKS: dict[str, tuple[str, str] | None] = {
     "fashion->fashion_m": ("fashion", "m"),
     "fashion->fashion_rot": ("fashion", "rot"),
     "fashion->fashion_inv": ("fashion", "inv"),
+    "digits": ("digits", "none"),
+    "fashion": ("fashion", "none"),
 }
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "moons": ("n_train", "n_test", "angle", "noise"),
@@ -108,12 +115,16 @@ def _build(name: str, data_seed: int, image_size: int, options: tuple) -> Task:
         train, test = _load_source(dataset, data_seed, image_size, opts)
         if shift == "m":
             train, test = (Split(to_rgb(s.x), s.y) for s in (train, test))
-        target = Domain(
-            f"{dataset}_{shift}",
-            Split(_shift(train.x, shift, [data_seed, 1], opts), train.y.copy()),
-            Split(_shift(test.x, shift, [data_seed, 2], opts), test.y.copy()),
-        )
-        task = Task(name, Domain(dataset, train, test), target, num_classes=10)
+        source = Domain(dataset, train, test)
+        if shift == "none":  # single domain: the target is the source itself
+            target = source
+        else:
+            target = Domain(
+                f"{dataset}_{shift}",
+                Split(_shift(train.x, shift, [data_seed, 1], opts), train.y.copy()),
+                Split(_shift(test.x, shift, [data_seed, 2], opts), test.y.copy()),
+            )
+        task = Task(name, source, target, num_classes=10)
     task.validate()
     for domain in (task.source, task.target):
         for split in (domain.train, domain.test):

@@ -1,0 +1,14 @@
+r"""DANN on the two-moons toy (target rotated 30°).
+
+    python -m experiments.run --config=configs/dann_moons.py --workdir=runs/dann_moons
+
+Runs in about a minute on a CPU; the DANN paper's toy (section 5.1.1).
+"""
+
+from configs import moons_common
+
+
+def get_config():
+    c = moons_common.get_config("dann")
+    moons_common.adversarial(c)
+    return c

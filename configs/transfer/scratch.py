@@ -1,0 +1,15 @@
+r"""Training from scratch on the digits (no pretraining; the baseline).
+
+    python -m experiments.run --config=configs/transfer/scratch.py:labels=10 \
+        --workdir=runs/transfer/scratch_10
+
+Argument keys (all optional): labels (per class, 0 = all), pretrain (workdir of a
+pretraining run, default runs/transfer/pretrain_supervised), bottleneck, steps; see
+configs/transfer/common.py. Expected digits test accuracy: docs/transfer.md.
+"""
+
+from configs.transfer import common
+
+
+def get_config(arg: str = ""):
+    return common.transfer("scratch", arg)

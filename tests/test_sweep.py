@@ -1,0 +1,88 @@
+"""The sweep: hyperparameter grids, run directories, skipping, parallel subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = "tests/configs/tiny.py:dann,moons"
+SHORT = [
+    "train.steps=10",
+    "train.log_every=5",
+    "train.eval_every=5",
+    "train.checkpoint_every=10",
+]
+
+
+def test_grid_parsing_and_run_names(tmp_path):
+    grid = sweep.parse_grid(["method.weight=0.1,0.3,1.0", "method.hparams.hidden=(64,),(8, 8)"])
+    assert grid == [("method.weight", [0.1, 0.3, 1.0]), ("method.hparams.hidden", [(64,), (8, 8)])]
+    assert sweep.parse_grid(["data.task=moons,digits->digits_m"]) == [
+        ("data.task", ["moons", "digits->digits_m"])
+    ]
+    for bad, msg in [("method.weight", "key=v1"), ("a=1", "twice")]:
+        with pytest.raises(ValueError, match=msg):
+            sweep.parse_grid([bad, "a=2"] if bad == "a=1" else [bad])
+    runs = sweep.plan([TINY], ["0", "1"], ["method.weight=0.1,1.0", "optim.lr=0.01"], "r")
+    assert len(runs) == 4
+    assert runs[0].workdir == os.path.join(
+        "r", "tiny_dann_moons", "method.weight=0.1__optim.lr=0.01", "seed_0"
+    )
+    assert runs[3].workdir.endswith(os.path.join("method.weight=1__optim.lr=0.01", "seed_1"))
+    # Without a grid the layout is unchanged: <workdir>/<config name>/seed_<s>.
+    assert sweep.plan(["configs/dann_digits_m.py"], ["2"], [], "r")[0].workdir == os.path.join(
+        "r", "dann_digits_m", "seed_2"
+    )
+    c = sweep.make_config(runs[3], SHORT)
+    assert (c.seed, c.method.weight, c.optim.lr, c.train.steps) == (1, 1.0, 0.01, 10)
+    cmd = sweep.command(runs[3], SHORT)
+    assert "--config.method.weight=1.0" in cmd and "--config.seed=1" in cmd
+    assert "--config.train.steps=10" in cmd
+    bad = sweep.plan([TINY], ["0"], ["method.wieght=1"], "r")[0]
+    with pytest.raises(ValueError, match="Unknown config key 'method.wieght'"):
+        sweep.make_config(bad, [])
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
+
+
+def test_two_by_two_sweep_then_rerun_skips_and_parallel_adds_runs(tmp_path):
+    # 2 weights x 2 seeds, in-process (the default sequential mode).
+    runs = sweep.plan([TINY], ["0", "1"], ["method.weight=0.1,1.0"], str(tmp_path))
+    sweep.run_sequential(runs, SHORT)
+    assert all(r.done() for r in runs)
+    # Rerun through the CLI with one more seed of one weight, in a subprocess: the four
+    # finished runs are skipped, the new one runs; the table has one row per weight.
+    args = [f"--config={TINY}", f"--workdir={tmp_path}", "--parallel=2"]
+    args += [f"--set={s}" for s in SHORT]
+    out = _cli(*args, "--seeds=0,1,2", "--grid=method.weight=0.1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("done, skipped") == 2, out.stderr[-3000:]
+    new = tmp_path / "tiny_dann_moons" / "method.weight=0.1" / "seed_2"
+    assert (new / "results.json").exists() and (new / "run.log").exists()
+    # The subprocess run has the config the in-process one would have had.
+    a = json.load(open(new / "config.json"))
+    b = json.load(
+        open(tmp_path / "tiny_dann_moons" / "method.weight=0.1" / "seed_0" / "config.json")
+    )
+    assert {k for k in a if a[k] != b[k]} == {"seed"}
+    table = (tmp_path / "results.md").read_text()
+    assert "| dann | method.weight=0.1 | " in table and "| 0,1,2 |" in table
+    assert "| dann | method.weight=1 | " in table and table in out.stdout + "\n"
+    # The 2x2 sweep rerun (sequential mode) skips all four runs and trains nothing.
+    out = _cli(*args[:2], *args[3:], "--seeds=0,1", "--grid=method.weight=0.1,1.0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("done, skipped") == 4 and "target test acc" not in out.stderr

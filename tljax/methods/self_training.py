@@ -1,0 +1,166 @@
+r"""Confidence-thresholded self-training, FixMatch-style (Sohn et al., NeurIPS 2020).
+
+.. math::
+   L = \mathbb{E}_s[\ell(C(F(x)), y)] + \lambda\, \tfrac{1}{B}\textstyle\sum_i
+   \mathbb{1}[\max_c q_{ic} \ge \tau]\; \ell\big(C(F(\mathcal{A}(x_{t,i}))), \arg\max_c q_{ic}\big),
+   \qquad q_i = \mathrm{softmax}(\mathrm{sg}(C(F(x_{t,i}))))
+
+The weak view is the target batch itself; the strong view ``𝒜(x_t)`` is drawn inside the
+jit-compiled step from the step's rng by :func:`augment` (random translation by reflect
+padding and cropping, brightness/contrast jitter, Gaussian noise, cutout; for vector
+inputs only the noise). Source, weak and strong views go through the model in one
+forward pass (BatchNorm sees all three, as TLlib's FixMatch example). The mask uses
+``≥ τ``. TLlib's FixMatch for domain adaptation uses ``τ = 0.9`` and trade-off 1 (the
+FixMatch paper: 0.95 with RandAugment). Loss:
+:func:`tljax.losses.self_training.pseudo_label_loss`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from tljax.losses.self_training import pseudo_label_loss
+from tljax.methods import _steps
+from tljax.methods.base import Method, no_params
+
+
+def _augment_image(
+    x: jax.Array, key: jax.Array, shift: int, jitter: float, noise_std: float, cutout: float
+) -> jax.Array:
+    h, w, c = x.shape
+    k_shift, k_contrast, k_bright, k_noise, k_cut, k_size = jax.random.split(key, 6)
+    if shift > 0:
+        padded = jnp.pad(x, ((shift, shift), (shift, shift), (0, 0)), mode="reflect")
+        dy, dx = jax.random.randint(k_shift, (2,), 0, 2 * shift + 1)
+        x = jax.lax.dynamic_slice(padded, (dy, dx, 0), (h, w, c))
+    mean, std = jnp.mean(x), jnp.std(x) + 1e-6
+    if jitter > 0:
+        contrast = jax.random.uniform(k_contrast, (), minval=1 - jitter, maxval=1 + jitter)
+        bright = jax.random.uniform(k_bright, (), minval=-jitter, maxval=jitter)
+        x = mean + contrast * (x - mean) + bright * std
+    if noise_std > 0:
+        x = x + noise_std * std * jax.random.normal(k_noise, x.shape, x.dtype)
+    if cutout > 0:
+        size = jax.random.uniform(k_size, (), maxval=cutout) * jnp.array([h, w])
+        cy, cx = jax.random.uniform(k_cut, (2,)) * jnp.array([h, w])
+        rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+        box = (jnp.abs(rows - cy) < size[0] / 2) & (jnp.abs(cols - cx) < size[1] / 2)
+        x = jnp.where(box[:, :, None], mean, x)
+    return x
+
+
+def augment(
+    x: jax.Array,
+    key: jax.Array,
+    *,
+    shift: float = 0.125,
+    jitter: float = 0.4,
+    noise_std: float = 0.1,
+    cutout: float = 0.5,
+) -> jax.Array:
+    """A random strong augmentation of a batch, pure and jit-compatible.
+
+    For images ``(n, h, w, c)``, per example: translation by up to ``round(shift·h)``
+    pixels (reflect padding, random crop), contrast ``×U(1−j, 1+j)`` and brightness
+    ``+U(−j, j)·std`` about the image mean, Gaussian noise of ``noise_std·std``, and a
+    cutout square of side ``U(0, cutout)·size`` filled with the image mean (FixMatch's
+    cutout goes up to half the image). For any other shape: Gaussian noise of
+    ``noise_std`` times each feature's batch standard deviation.
+
+    Args:
+      x: the batch.
+      key: PRNG key.
+      shift, jitter, noise_std, cutout: strengths (0 disables one).
+
+    Returns:
+      An array like ``x``.
+    """
+    keys = jax.random.split(key, x.shape[0])
+    if x.ndim == 4:
+        pixels = int(round(shift * x.shape[1]))
+        fn = lambda xi, k: _augment_image(xi, k, pixels, jitter, noise_std, cutout)
+        return jax.vmap(fn)(x, keys).astype(x.dtype)
+    std = jnp.std(x, axis=0, keepdims=True)
+    return x + noise_std * std * jax.random.normal(key, x.shape, x.dtype)
+
+
+def make(
+    *,
+    threshold: float = 0.9,
+    shift: float = 0.125,
+    jitter: float = 0.4,
+    noise_std: float = 0.1,
+    cutout: float = 0.5,
+) -> Method:
+    """Builds confidence-thresholded self-training.
+
+    Args:
+      threshold: confidence threshold τ in ``[0, 1]``.
+      shift, jitter, noise_std, cutout: strengths of the strong augmentation
+        (see :func:`augment`).
+
+    Raises:
+      ValueError: for a threshold outside ``[0, 1]`` or a negative strength.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"self_training: threshold must be in [0, 1], got {threshold!r}.")
+    strengths = dict(shift=shift, jitter=jitter, noise_std=noise_std, cutout=cutout)
+    bad = {k: v for k, v in strengths.items() if not v >= 0}
+    if bad:
+        raise ValueError(f"self_training: augmentation strengths must be >= 0, got {bad}.")
+
+    def loss(module, *, src, tgt, rng, step):
+        raise NotImplementedError("self_training trains with its own train_step.")
+
+    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
+        del num_classes
+
+        def loss_fn(params, rest, batch, rng):
+            params = _steps.stop_gradient_where(params, frozen)
+            net = nnx.merge(model.train_graph, _steps.cast_floats(params, compute_dtype), rest)
+            xs, xt = batch["source"]["image"], batch["target"]["image"]
+            strong = augment(xt, rng, **strengths)
+            x = jnp.concatenate([xs, xt, strong], axis=0)
+            if compute_dtype is not None:
+                x = x.astype(compute_dtype)
+            logits, _ = net.model(x)
+            logits = logits.astype(jnp.float32)
+            n, m = xs.shape[0], xt.shape[0]
+            ys, yt, yt_strong = logits[:n], logits[n : n + m], logits[n + m :]
+            labels = batch["source"]["label"]
+            task = _steps.cross_entropy(ys, labels)
+            st_loss, mask_rate = pseudo_label_loss(yt, yt_strong, threshold=threshold)
+            metrics = {
+                "loss": task + weight * st_loss,
+                "task_loss": task,
+                "method_loss": st_loss,
+                "source_acc": jnp.mean(jnp.argmax(ys, -1) == labels),
+                "self_training/mask_rate": mask_rate,
+            }
+            return metrics["loss"], (_steps.updated_rest(net, rest), metrics)
+
+        def step(state, batch, rng=None):
+            rng = _steps.step_rng(state, rng)
+            grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(
+                state.params, state.rest, batch, rng
+            )
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            return _steps.finish(
+                state,
+                params=params,
+                rest=rest,
+                opt_state=opt_state,
+                metrics=metrics,
+                lr_schedule=lr_schedule,
+            )
+
+        return step
+
+    hp = dict(threshold=threshold, **strengths)
+    return Method(
+        name="self_training", init=no_params, loss=loss, train_step=train_step, hparams=hp
+    )
