@@ -1,5 +1,6 @@
 r"""DELTA fine-tuning (Li et al. 2019): conv feature maps pulled towards the pretrained
-network's (α=β=0.01, TLlib's defaults; `tljax.methods.delta`).
+network's (α=1e-3, β=0.01; TLlib's α=0.01 is unstable here, see common.py;
+`tljax.methods.delta`).
 
     python -m experiments.run --config=configs/transfer/delta.py:labels=10 \
         --workdir=runs/transfer/delta_10

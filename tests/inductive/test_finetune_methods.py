@@ -5,12 +5,16 @@ method weight is ``-lr ·`` the method loss's gradient)."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tests.inductive.helpers import LR, batch, flat, model_outputs, setup
 from tljax import methods
 from tljax.checkpoint import Checkpointer
+from tljax.losses.bsp import bss
+from tljax.methods.bss import bss_gram
 
 ALPHA, BETA = 0.3, 0.2
 
@@ -96,12 +100,22 @@ def test_delta_matches_the_equation_and_leaves_the_head_to_beta():
 
 
 def test_bss_is_the_smallest_singular_value_of_the_source_features():
-    s = setup("bss", pretrained_shift=None)
+    s = setup("bss", hparams=dict(k=2), pretrained_shift=None)
     b = batch(seed=0, target_shape=(5, 5, 1))  # the target batch is never forwarded
     diff, m = _isolated_update(s, s.state, b)
     _, out = model_outputs(s.graphs, s.state.params, s.state.rest, b["source"]["image"])
     sv = np.linalg.svd(out["features"].astype(np.float64), compute_uv=False)
-    np.testing.assert_allclose(float(m["method_loss"]), sv[-1] ** 2, rtol=1e-4)
+    np.testing.assert_allclose(float(m["method_loss"]), np.sum(sv[-2:] ** 2), rtol=1e-4)
+    # The Gram-matrix solver equals the SVD loss of tljax.losses.bsp, value and gradient,
+    # whichever side of the matrix is smaller.
+    rng = np.random.default_rng(0)
+    for shape in ((6, 9), (9, 6)):
+        f = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+        for fn in (lambda x: bss_gram(x, k=2), lambda x: bss(x, k=2)):
+            np.testing.assert_allclose(fn(f), bss(f, k=2), rtol=1e-4)
+        np.testing.assert_allclose(
+            jax.grad(lambda x: bss_gram(x, k=2))(f), jax.grad(lambda x: bss(x, k=2))(f), atol=1e-4
+        )
     assert np.abs(diff["model/backbone/conv1/kernel"]).max() > 0
     np.testing.assert_array_equal(diff["model/head/kernel"], 0.0)  # BSS acts on features
     assert methods.get("bss").needs_target is False
@@ -152,6 +166,7 @@ def test_bad_hyperparameters_are_clear_errors(tmp_path):
         ("delta", dict(layers=()), "layers"),
         ("delta", dict(layers=("conv1",), channel_weights={"conv2": (1.0,)}), "conv2"),
         ("bss", dict(k=0), "k must"),
+        ("bss", dict(solver="qr"), "solver"),
         ("lwf", dict(), "old_head_from"),
         ("lwf", dict(old_head_from="x", temperature=0.0), "temperature"),
         ("finetune", dict(bn_stats="x"), "bn_stats"),
