@@ -17,4 +17,8 @@ from configs import digits_m_common
 def get_config():
     c = digits_m_common.get_config("afn")
     c.method.weight = 0.05
+    # SAFN enlarges feature norms by delta_r every step; on the raw 768-d conv features
+    # (no bottleneck) the norms diverged and training collapsed to chance (measured:
+    # 10.0% target). With TLlib's Linear-BN-ReLU bottleneck they grow steadily.
+    c.model.bottleneck_dim = 256
     return c
