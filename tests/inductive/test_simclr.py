@@ -53,13 +53,10 @@ def test_loss_is_nt_xent_of_the_projected_views_and_gradients_go_where_they_shou
     before, after = flat(s.state.params), flat(new.params)
     for k in ("model/backbone/conv1/kernel", "method/hidden/kernel", "model/head/kernel"):
         assert not np.array_equal(before[k], after[k]), k
-    # Without the online probe the head gets no gradient and the backbone the same update:
-    # the probe's cross-entropy is on detached features.
-    s2 = setup("simclr", hparams=dict(temperature=0.5, online_probe=False), pretrained_shift=None)
-    new2, m2 = s2.step(s2.state, b, rng)
-    after2 = flat(new2.params)
-    np.testing.assert_array_equal(after2["model/head/kernel"], before["model/head/kernel"])
-    for k in after2:
-        if not k.startswith("model/head/"):
-            np.testing.assert_allclose(after2[k], after[k], rtol=1e-5, atol=1e-7, err_msg=k)
-    assert float(m2["task_loss"]) == 0.0
+    # The online probe's cross-entropy is on detached features: other labels change the
+    # head's update only (same compiled step, same views).
+    relabelled = {**b, "source": {**b["source"], "label": (b["source"]["label"] + 1) % 10}}
+    other = flat(s.step(s.state, relabelled, rng)[0].params)
+    for k in after:
+        same = np.array_equal(other[k], after[k])
+        assert same != k.startswith("model/head/"), k

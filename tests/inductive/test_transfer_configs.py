@@ -28,9 +28,9 @@ NAMES = sorted(
 
 @pytest.fixture(scope="module")
 def fake_pretrained(tmp_path_factory):
-    """A checkpoint with a 10-class head on 768-d features (the LeNet at 28×28)."""
+    """A checkpoint with a 10-class head on the 36-d features of the tiny LeNet."""
     path = tmp_path_factory.mktemp("pretrained")
-    head = {"kernel": np.zeros((768, 10), np.float32), "bias": np.zeros(10, np.float32)}
+    head = {"kernel": np.zeros((36, 10), np.float32), "bias": np.zeros(10, np.float32)}
     with Checkpointer(str(path)) as ckpt:
         ckpt.save(1, {"params": {"model": {"head": head}}, "rest": {"x": head["bias"]}}, {})
     return str(path)
@@ -50,6 +50,7 @@ def test_config_validates_and_builds(name, fake_pretrained):
         return
     assert config.data.task == "digits" and config.data.labels_per_class == 2
     config.model.init_from = ""  # the pretrained weights are not needed to build
+    _tiny(config)  # the rules match by name; a small network builds fast
     if name == "lwf":
         config.method.hparams.old_head_from = fake_pretrained
     parts = build(config)
@@ -67,7 +68,7 @@ def test_config_validates_and_builds(name, fake_pretrained):
 
 
 def test_single_domain_task_with_few_labels():
-    parts = build(common.transfer("scratch", "labels=2"))
+    parts = build(_tiny(common.transfer("scratch", "labels=2")))
     task = parts["task"]
     assert np.bincount(task.source.train.y).tolist() == [2] * 10
     assert task.target.test is task.source.test  # evaluated on the digits test split
@@ -75,8 +76,12 @@ def test_single_domain_task_with_few_labels():
 
 
 def _tiny(config):
-    config.data.image_size = 16
-    config.model.backbone_kwargs.channels = (4, 8)
+    """The network of tests/inductive/helpers.py (12×12, channels (3, 4), SAME padding)."""
+    config.data.image_size = 12
+    config.model.backbone_kwargs.channels = (3, 4)
+    config.model.backbone_kwargs.padding = "SAME"
+    if config.model.bottleneck_dim:
+        config.model.bottleneck_dim = 6
     config.train.progress = False
     config.train.tensorboard = False
     config.train.eval_batch_size = 200

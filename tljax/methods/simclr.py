@@ -28,6 +28,8 @@ grey images), projection ``256 → 64``.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -49,29 +51,35 @@ class ProjectionHead(nnx.Module):
         return self.out(nnx.relu(self.hidden(x)))
 
 
-def _view(x, key, min_scale: float, flip: bool, jitter: float, noise_std: float):
+def _resample_matrix(start: jax.Array, length: jax.Array, size: int) -> jax.Array:
+    """``(size, size)`` bilinear weights that resample ``[start, start + length)`` of an axis
+    of ``size`` pixels onto ``size`` pixels (pixel centres; rows sum to 1)."""
+    src = start + (jnp.arange(size) + 0.5) * (length / size) - 0.5
+    src = jnp.clip(src, 0.0, size - 1.0)
+    return jnp.maximum(0.0, 1.0 - jnp.abs(src[:, None] - jnp.arange(size)[None, :]))
+
+
+def _view(x, u, min_scale: float, flip: bool, jitter: float, noise_std: float):
+    """One view of one image ``(h, w, c)`` from uniforms ``u`` of shape ``(7 + h·w·c,)``."""
     h, w, c = x.shape
-    k_area, k_ratio, k_y, k_x, k_flip, k_con, k_bri, k_noise = jax.random.split(key, 8)
-    area = jax.random.uniform(k_area, (), minval=min_scale, maxval=1.0)
-    ratio = jnp.exp(jax.random.uniform(k_ratio, (), minval=jnp.log(0.75), maxval=jnp.log(4 / 3)))
+    area = min_scale + (1.0 - min_scale) * u[0]
+    ratio = jnp.exp(jnp.log(0.75) + (jnp.log(4 / 3) - jnp.log(0.75)) * u[1])
     ch = jnp.clip(h * jnp.sqrt(area / ratio), 1.0, h)
     cw = jnp.clip(w * jnp.sqrt(area * ratio), 1.0, w)
-    y0 = jax.random.uniform(k_y) * (h - ch)
-    x0 = jax.random.uniform(k_x) * (w - cw)
-    scale = jnp.stack([h / ch, w / cw])
-    # Output pixel u comes from input pixel (u - translation) / scale: the crop fills the frame.
-    x = jax.image.scale_and_translate(
-        x, (h, w, c), (0, 1), scale, -jnp.stack([y0, x0]) * scale, "linear", antialias=False
-    )
+    y0, x0 = u[2] * (h - ch), u[3] * (w - cw)
+    # Separable bilinear crop-and-resize as two small matrix products.
+    rows, cols = _resample_matrix(y0, ch, h), _resample_matrix(x0, cw, w)
+    x = jnp.einsum("ij,jkc,lk->ilc", rows, x, cols)
     if flip:
-        x = jnp.where(jax.random.bernoulli(k_flip), x[:, ::-1], x)
+        x = jnp.where(u[4] < 0.5, x[:, ::-1], x)
     mean, std = jnp.mean(x), jnp.std(x) + 1e-6
     if jitter > 0:
-        contrast = jax.random.uniform(k_con, (), minval=1 - jitter, maxval=1 + jitter)
-        bright = jax.random.uniform(k_bri, (), minval=-jitter, maxval=jitter)
+        contrast = 1.0 - jitter + 2.0 * jitter * u[5]
+        bright = -jitter + 2.0 * jitter * u[6]
         x = mean + contrast * (x - mean) + bright * std
-    if noise_std > 0:
-        x = x + noise_std * jax.random.normal(k_noise, x.shape, x.dtype)
+    if noise_std > 0:  # standard normal by inverse CDF, as jax.random.normal
+        p = jnp.clip(u[7:], 1e-7, 1.0 - 1e-7).reshape(x.shape)
+        x = x + noise_std * jnp.sqrt(2.0) * jax.scipy.special.erfinv(2.0 * p - 1.0)
     return x
 
 
@@ -106,9 +114,10 @@ def augment(
     if x.ndim != 4:
         raise ValueError(f"simclr.augment expects NHWC images, got shape {tuple(x.shape)}.")
     _check_strengths(min_scale, jitter, noise_std)
-    keys = jax.random.split(key, x.shape[0])
-    fn = lambda xi, k: _view(xi.astype(jnp.float32), k, min_scale, flip, jitter, noise_std)
-    return jax.vmap(fn)(x, keys).astype(x.dtype)
+    # All randomness in one draw: each random call costs ~1 s of XLA:CPU compile time.
+    u = jax.random.uniform(key, (x.shape[0], 7 + math.prod(x.shape[1:])))
+    fn = lambda xi, ui: _view(xi.astype(jnp.float32), ui, min_scale, flip, jitter, noise_std)
+    return jax.vmap(fn)(x, u).astype(x.dtype)
 
 
 def make(
