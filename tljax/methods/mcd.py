@@ -107,16 +107,15 @@ def make_stages(
             disc = classifier_discrepancy(*yt)
             return weight * disc, (_steps.updated_rest(net, r), {"discrepancy": disc})
 
-        def body(carry, _):
-            p, r, o = carry
-            p, r, o, _, m = update(loss_fn, p, r, o, batch, _steps.mask_not(fixed))
-            return (p, r, o), m
-
-        # Only the metrics are stacked over the num_k updates (not optimizer states).
-        (params, rest, opt_state), metrics = jax.lax.scan(
-            body, (params, rest, opt_state), None, length=num_k
-        )
-        return params, rest, opt_state, None, jax.tree.map(lambda x: x[-1], metrics)
+        # Unrolled (num_k is small): XLA:CPU runs convolution gradients inside a
+        # ``lax.scan``/while body ~18x slower than the same ops unrolled (measured on
+        # 2 cores: 2.44 s vs 0.14 s for 4 LeNet updates at batch 32 per domain).
+        metrics = None
+        for _ in range(num_k):
+            params, rest, opt_state, _, metrics = update(
+                loss_fn, params, rest, opt_state, batch, _steps.mask_not(fixed)
+            )
+        return params, rest, opt_state, None, metrics
 
     return stage_a, stage_b, stage_c
 
