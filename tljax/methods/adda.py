@@ -1,6 +1,6 @@
 r"""ADDA: adversarial discriminative domain adaptation (Tzeng et al., CVPR 2017).
 
-Two stages in one compiled step, switched on the step counter (``lax.cond``):
+Two stages in one compiled step, selected on the step counter:
 
 * stage 1, steps ``i < pretrain_steps``: the source encoder ``M_s`` and classifier ``C``
   (the model) minimise the source cross-entropy;
@@ -194,13 +194,15 @@ def make(
             # weights loaded into the model after Method.init (and pretrain_steps=0).
             start = state.step <= pretrain_steps
             params, rest = _mirror(state.params, start), _mirror(state.rest, start)
-            grads, (rest, metrics) = jax.lax.cond(
-                pretraining,
-                lambda *a: jax.grad(stage1, has_aux=True)(*a),
-                lambda *a: jax.grad(stage2, has_aux=True)(*a),
-                params,
-                rest,
-                batch,
+            # Both stages are computed and one is selected. A ``lax.cond`` would skip the
+            # other stage's work, but XLA:CPU runs convolution gradients inside a
+            # conditional ~8x slower than in the main computation (measured on 2 cores:
+            # 0.65 s vs 0.08 s per LeNet step at batch 32 per domain), which costs far
+            # more than the discarded stage.
+            out1 = jax.grad(stage1, has_aux=True)(params, rest, batch)
+            out2 = jax.grad(stage2, has_aux=True)(params, rest, batch)
+            grads, (rest, metrics) = jax.tree.map(
+                lambda a, b: jnp.where(pretraining, a, b), out1, out2
             )
             is_model = _steps.path_mask(params, lambda p: p.startswith("model/"))
             mask = jax.tree.map(lambda m: pretraining if m else ~pretraining, is_model)
