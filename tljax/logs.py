@@ -6,6 +6,8 @@ import json
 import math
 import os
 
+from tljax.tb import SummaryWriter
+
 
 class MetricLogger:
     """Appends ``{"step": i, "kind": ..., **metrics}`` lines to ``<workdir>/metrics.jsonl``
@@ -21,8 +23,6 @@ class MetricLogger:
         self.path = os.path.join(workdir, "metrics.jsonl")
         self._tb = None
         if tensorboard:
-            from tensorboardX import SummaryWriter  # imported lazily: protobuf is slow
-
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
@@ -41,8 +41,7 @@ class MetricLogger:
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": int(step), "kind": kind, **clean}) + "\n")
         if self._tb is not None:
-            for k, v in metrics.items():
-                self._tb.add_scalar(f"{kind}/{k}", float(v), int(step))
+            self._tb.add_scalars({f"{kind}/{k}": float(v) for k, v in metrics.items()}, step)
 
     def close(self) -> None:
         if self._tb is not None:
