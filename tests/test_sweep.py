@@ -86,3 +86,23 @@ def test_two_by_two_sweep_then_rerun_skips_and_parallel_adds_runs(tmp_path):
     out = _cli(*args[:2], *args[3:], "--seeds=0,1", "--grid=method.weight=0.1,1.0")
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr.count("done, skipped") == 4 and "target test acc" not in out.stderr
+
+
+def test_vmapped_sweep_matches_sequential_runs(tmp_path):
+    seq = sweep.plan([TINY], ["0", "1"], [], str(tmp_path / "seq"))
+    vm = sweep.plan([TINY], ["0", "1"], [], str(tmp_path / "vm"))
+    sweep.run_sequential(seq, SHORT)
+    sweep.run_vmapped(vm, SHORT)
+    for a, b in zip(seq, vm):
+        ra = json.load(open(os.path.join(a.workdir, "results.json")))
+        rb = json.load(open(os.path.join(b.workdir, "results.json")))
+        assert rb["vmap_members"] == 2 and rb["seed"] == ra["seed"]
+        for key in ("source_test_acc", "target_test_acc"):
+            assert abs(ra[key] - rb[key]) <= 0.01, (key, ra[key], rb[key])
+    # The two seeds really differ (each member has its own init and data order).
+    m0, m1 = (open(os.path.join(r.workdir, "metrics.jsonl")).read() for r in vm)
+    assert m0 != m1
+    # A rerun skips the finished group without training.
+    before = os.path.getmtime(os.path.join(vm[0].workdir, "results.json"))
+    sweep.run_vmapped(vm, SHORT)
+    assert os.path.getmtime(os.path.join(vm[0].workdir, "results.json")) == before
