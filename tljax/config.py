@@ -25,12 +25,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.labels_per_class = 0  # >0: keep only this many labelled source examples per class
     c.data.source_val_fraction = 0.0  # held out of source train for model selection
     c.data.standardize = False  # per-channel standardisation with source-train statistics
+    # Task options passed to tljax.data.tasks.get_task, e.g. a text task's tokenizer path.
+    c.data.task_kwargs = ml_collections.ConfigDict()
 
     c.model = ml_collections.ConfigDict()
     c.model.backbone = "lenet"
     c.model.backbone_kwargs = ml_collections.ConfigDict()
     c.model.bottleneck_dim = 0  # 0: no bottleneck
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16
+    # Published weights loaded into the backbone before training (the head stays new):
+    # "bert": a HF model directory (config.json + model.safetensors) or a .safetensors /
+    # .bin file; "resnet*": a torchvision .pth / .safetensors file. See
+    # tljax.models.pretrained. Applied before init_from; a resumed run restores its
+    # checkpoint instead.
+    c.model.pretrained = ""
     # Initialise from another run's last checkpoint: its workdir, and a regex of the
     # parameter paths to copy (the head is usually re-initialised for a new label set).
     c.model.init_from = ""
@@ -83,7 +91,7 @@ RESUMABLE_FIELDS = {
 }
 
 # Subtrees whose keys belong to a backbone or method and are checked by them.
-_FREE_SUBTREES = {"model.backbone_kwargs", "method.hparams"}
+_FREE_SUBTREES = {"data.task_kwargs", "model.backbone_kwargs", "method.hparams"}
 
 
 def flatten(config, prefix: str = "") -> dict:

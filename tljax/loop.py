@@ -26,7 +26,7 @@ from tljax.data import tasks
 from tljax.data.core import few_labels, hold_out, standardize
 from tljax.data.stream import DomainPairStream
 from tljax.logs import MetricLogger, read_metrics
-from tljax.models import build_classifier
+from tljax.models import build_classifier, pretrained
 from tljax.train import TrainState, build_net, init_state, make_eval_step, make_train_step
 
 log = logging.getLogger("tljax")
@@ -54,10 +54,20 @@ def build(config):
     """
     config_lib.validate(config)
     task = tasks.get_task(
-        config.data.task, data_seed=config.data.data_seed, image_size=config.data.image_size
+        config.data.task,
+        data_seed=config.data.data_seed,
+        image_size=config.data.image_size,
+        **config.data.task_kwargs.to_dict(),
     )
     task.validate()
     if config.data.standardize:
+        dtype = task.source.train.x.dtype
+        if not np.issubdtype(dtype, np.floating):
+            raise ValueError(
+                f"config.data.standardize=True but task {task.name!r} has {dtype} inputs "
+                "(e.g. token ids); standardisation applies to float features only. Set "
+                "data.standardize=False."
+            )
         task, _, _ = standardize(task)
     source_val = None
     if config.data.source_val_fraction > 0:
@@ -71,14 +81,22 @@ def build(config):
         )
         task = dataclasses.replace(task, source=dataclasses.replace(task.source, train=few))
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
+    backbone_kwargs = config.model.backbone_kwargs.to_dict()
+    if config.model.pretrained:
+        backbone_kwargs = pretrained.backbone_kwargs(
+            config.model.backbone, backbone_kwargs, config.model.pretrained
+        )
     model = build_classifier(
         config.model.backbone,
         task.source.train.x.shape[1:],
         task.num_classes,
         rngs=nnx.Rngs(config.seed),
         bottleneck_dim=config.model.bottleneck_dim or None,
-        **config.model.backbone_kwargs.to_dict(),
+        **backbone_kwargs,
     )
+    if config.model.pretrained:
+        # Before build_net, so the copies methods make in Method.init see these weights.
+        pretrained.load(model.backbone, config.model.backbone, config.model.pretrained)
     graphs, params, rest = build_net(model, method, seed=config.seed, num_classes=task.num_classes)
     if config.model.init_from:
         params, rest = init_from(params, rest, config.model.init_from, config.model.init_include)
@@ -183,6 +201,11 @@ def _check_resume_config(workdir: str, config) -> None:
     if os.path.exists(path):
         with open(path) as f:
             before = {k: v for k, v in json.load(f).items() if k not in config_lib.RESUMABLE_FIELDS}
+        # A field added to the schema after the run started holds its default: not a change.
+        defaults = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
+        for k in set(now) - set(before):
+            if k in defaults and now[k] == defaults[k]:
+                before[k] = now[k]
         diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
         if diff:
             raise ValueError(
@@ -206,8 +229,11 @@ def _evaluate(parts, state, eval_fn, sharding, batch_size, *, selection=True):
             params, rest = method.eval_state(params, rest, domain=role)
         return evaluate.predict(eval_fn, params, rest, x, batch_size=batch_size, sharding=sharding)
 
+    logits = None
     for role, domain in (("source", task.source), ("target", task.target)):
-        logits, _ = run(domain.test.x, role)
+        # Single-domain tasks share the test split: the same computation, done once.
+        if not (role == "target" and domain.test is task.source.test and not method.eval_state):
+            logits, _ = run(domain.test.x, role)
         out[f"{role}_test_acc"] = evaluate.accuracy(logits, domain.test.y)
         out[f"{role}_test_mean_class_acc"] = evaluate.mean_class_accuracy(
             logits, domain.test.y, task.num_classes

@@ -14,6 +14,11 @@ Names are ``"source->target"``; the target is the source dataset with one shift 
   domain (the same train and test splits, grey ``(n, s, s, 1)``), so ``target_test_acc``
   equals ``source_test_acc``; methods with ``needs_target=False`` never look at it.
   ``data.labels_per_class`` subsamples the labelled (source) train split only.
+* Text tasks (:mod:`tljax.data.text_tasks`, token ids for BERT backbones): ``reviews``,
+  ``products``, ``reviews->products``, ``products->reviews`` (constructed, offline) and
+  ``imdb`` (TFDS ``imdb_reviews``). They need the ``tokenizer`` option.
+
+Other modules add tasks with :func:`register_task` (a factory and its option names).
 
 Both domains use the same images and the same train/test split, as in the standard
 MNIST -> MNIST-M setting (MNIST-M is built from MNIST's own train and test images); only
@@ -27,8 +32,11 @@ repeated calls are free and cannot corrupt each other; copy an array to modify i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -59,9 +67,73 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 DEFAULT_ROTATION = 45.0  # degrees, for the ``_rot`` targets
 
 
+@dataclasses.dataclass(frozen=True)
+class RegisteredTask:
+    """A task added with :func:`register_task`.
+
+    Attributes:
+      factory: ``factory(name, *, data_seed, **options) -> Task`` or a lazily imported
+        ``"module:function"`` string. It does its own caching and validation of values.
+      options: the option names it accepts (others are rejected before it is called).
+    """
+
+    factory: str | Callable
+    options: tuple[str, ...]
+
+
+_TEXT_OPTIONS = ("tokenizer", "max_len", "n_train", "n_test", "shared_fraction", "negation")
+_REGISTERED: dict[str, RegisteredTask] = {
+    **{
+        name: RegisteredTask("tljax.data.text_tasks:constructed_task", _TEXT_OPTIONS)
+        for name in ("reviews", "products", "reviews->products", "products->reviews")
+    },
+    "imdb": RegisteredTask(
+        "tljax.data.text_tasks:imdb_task",
+        ("tokenizer", "max_len", "data_dir", "max_train", "max_test"),
+    ),
+}
+
+
+def register_task(name: str, factory: str | Callable, options: tuple[str, ...] = ()) -> None:
+    """Adds a task to the registry (or replaces a registered one).
+
+    Args:
+      name: the task name, e.g. ``"amazon->webcam"``; must not be a built-in name.
+      factory: ``factory(name, *, data_seed, **options) -> Task``, or a
+        ``"module:function"`` string imported on first use.
+      options: names of the options ``factory`` accepts.
+
+    Raises:
+      ValueError: if ``name`` is one of the built-in image tasks.
+    """
+    if name in _TASKS:
+        raise ValueError(f"Task {name!r} is built in and cannot be replaced.")
+    _REGISTERED[name] = RegisteredTask(factory, tuple(options))
+
+
 def task_names() -> list[str]:
     """Returns the names :func:`get_task` accepts, sorted."""
-    return sorted(_TASKS)
+    return sorted([*_TASKS, *_REGISTERED])
+
+
+def registered_task_names() -> list[str]:
+    """The names added with :func:`register_task` (incl. the text tasks), sorted."""
+    return sorted(_REGISTERED)
+
+
+def _get_registered(name: str, data_seed: int, kwargs: dict) -> Task:
+    spec = _REGISTERED[name]
+    unknown = sorted(set(kwargs) - set(spec.options))
+    if unknown:
+        raise TypeError(
+            f"Task {name!r} got unexpected option(s) {unknown}; valid options: "
+            f"{list(spec.options)}."
+        )
+    factory = spec.factory
+    if isinstance(factory, str):
+        module, fn = factory.split(":")
+        factory = getattr(importlib.import_module(module), fn)
+    return factory(name, data_seed=int(data_seed), **kwargs)
 
 
 def get_task(name: str, *, data_seed: int = 0, image_size: int = 28, **kwargs) -> Task:
@@ -70,12 +142,13 @@ def get_task(name: str, *, data_seed: int = 0, image_size: int = 28, **kwargs) -
     Args:
       name: one of :func:`task_names`.
       data_seed: seed of every random choice (split, subsample, shift), ``>= 0``.
-      image_size: side length of the images (ignored by ``moons``).
+      image_size: side length of the images (ignored by ``moons`` and text tasks).
       **kwargs: task options. ``moons``: ``n_train``, ``n_test``, ``angle``, ``noise``
         (see :func:`~tljax.data.toys.two_moons_task`). ``digits->*``: ``test_fraction``
         (default 0.3). ``fashion->*``: ``directory`` (default
         ``/usr/share/datasets/fashion-mnist``), ``max_train``, ``max_test`` (seeded
         subsample of each split, both domains alike). ``*_rot``: ``degrees`` (default 45).
+        Text tasks: see :mod:`tljax.data.text_tasks`; registered tasks: their factory's.
 
     Returns:
       The task, with read-only arrays.
@@ -84,12 +157,15 @@ def get_task(name: str, *, data_seed: int = 0, image_size: int = 28, **kwargs) -
       ValueError: for an unknown name (listing the valid ones) or a bad seed, size or
         option value.
       TypeError: for an option the task does not take.
-      FileNotFoundError: if Fashion-MNIST is not installed (saying how to install it).
+      FileNotFoundError: if Fashion-MNIST (or a text task's data) is not installed
+        (saying how to install it).
     """
-    if name not in _TASKS:
+    if name not in _TASKS and name not in _REGISTERED:
         raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(task_names())}.")
     if not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
         raise ValueError(f"data_seed must be a non-negative integer, got {data_seed!r}.")
+    if name in _REGISTERED:
+        return _get_registered(name, data_seed, kwargs)
     if not isinstance(image_size, (int, np.integer)) or image_size < 1:
         raise ValueError(f"image_size must be a positive integer, got {image_size!r}.")
     spec = _TASKS[name]
