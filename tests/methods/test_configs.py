@@ -50,3 +50,23 @@ def test_custom_step_method_runs_through_the_cli(tmp_path, method):
     res = json.load(open(tmp_path / "results.json"))
     assert res["steps"] == 40 and res["method"] == method
     assert 0.0 <= res["target_test_acc"] <= 1.0
+
+
+def test_suite_covers_every_method_and_task():
+    from configs import suite
+    from tests.methods.helpers import ALL_METHODS
+
+    assert sorted(suite.METHODS) == sorted(ALL_METHODS)
+    for method in suite.METHODS:
+        for task in suite.TASKS:
+            c = suite.get_config(f"{method},{task}")
+            config_lib.validate(c)
+            assert c.method.name == method
+            if task != "moons":
+                assert c.train.steps == suite.STEPS
+                if "grl_max_iters" in c.method.hparams:
+                    assert c.method.hparams.grl_max_iters == suite.STEPS
+    assert suite.get_config("dann,fashion_m").data.task == "fashion->fashion_m"
+    for bad in ("dann", "dann,svhn", "nope,moons"):
+        with pytest.raises(ValueError, match="<method>,<task>"):
+            suite.get_config(bad)
