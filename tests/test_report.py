@@ -127,6 +127,29 @@ def test_variants_from_config_json(tmp_path):
     assert "| t | dann | method.weight=1 | 50.0 ± 0.0 | 2 |" in sel
 
 
+def test_a_field_added_later_at_its_default_is_not_a_variant(tmp_path):
+    # An older run's config.json lacks a field added since (e.g. data.task_kwargs); at
+    # the field's default it is the same config, at another value a variant.
+    from tljax import config as config_lib
+
+    flat = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
+    key = "model.pretrained"
+    rows = []
+    for name, cfg in [
+        ("old", {k: v for k, v in flat.items() if k != key}),
+        ("new", flat),
+        ("other", dict(flat, **{key: "/weights"})),
+    ]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(cfg))
+        rows.append(dict(_row("t", "dann", 0, 0.5), workdir=str(d)))
+    report.attach_configs(rows[:2])
+    assert [r["variant"] for r in rows[:2]] == ["", ""]
+    report.attach_configs(rows)
+    assert [r["variant"] for r in rows] == [f"{key}=", f"{key}=", f"{key}=/weights"]
+
+
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
     from tests.configs import tiny

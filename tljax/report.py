@@ -18,6 +18,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from tljax import config as config_lib
+
 
 def collect(root: str) -> list[dict]:
     """All ``results.json`` under ``root`` (recursively), each with its ``workdir``."""
@@ -172,16 +174,23 @@ def attach_configs(rows: list[dict]) -> list[dict]:
         if os.path.exists(path):
             with open(path) as f:
                 r["config"] = json.load(f)
+    # A key missing from an older run's config.json is a field added since, at its default
+    # (new fields keep the old behaviour at their defaults), not a different variant.
+    defaults = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
+
+    def value(r, k):
+        return r["config"].get(k, defaults.get(k))
+
     groups = defaultdict(list)
     for r in rows:
         groups[(r["task"], r["method"])].append(r)
     for rs in groups.values():
         keys = sorted({k for r in rs for k in r["config"]} - NON_VARIANT_KEYS)
         varying = [
-            k for k in keys if len({json.dumps(r["config"].get(k), sort_keys=True) for r in rs}) > 1
+            k for k in keys if len({json.dumps(value(r, k), sort_keys=True) for r in rs}) > 1
         ]
         for r in rs:
-            r["variant"] = ",".join(f"{k}={_short(r['config'].get(k))}" for k in varying)
+            r["variant"] = ",".join(f"{k}={_short(value(r, k))}" for k in varying)
     return rows
 
 
