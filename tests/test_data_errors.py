@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tljax.data.core import Domain, Split, Task, standardize
+from tljax.data.core import Domain, Split, Task, split_target_labels, standardize
 from tljax.data.stream import DomainPairStream
 
 
@@ -41,6 +41,11 @@ def test_stream_never_yields_target_labels_and_is_a_function_of_position():
     a = DomainPairStream(task, 4, seed=1)
     batches = [next(a) for _ in range(5)]
     assert all(set(b["target"]) == {"image"} for b in batches)
+    # With a labelled target subset, its labels travel apart (tests/test_target_labels.py).
+    pool, labeled = split_target_labels(task, 1, seed=0)
+    semi = DomainPairStream(pool, 4, seed=1, target_labeled=labeled, target_labeled_batch_size=1)
+    for b in (next(semi) for _ in range(5)):
+        assert set(b["target"]) == {"image"} and set(b["target_labeled"]) == {"image", "label"}
     b = DomainPairStream(task, 4, seed=1, position=3)
     np.testing.assert_array_equal(next(b)["source"]["image"], batches[3]["source"]["image"])
     c = DomainPairStream(task, 4, seed=2)

@@ -23,10 +23,20 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.image_size = 28
     c.data.batch_size = 64  # per domain
     c.data.labels_per_class = 0  # >0: keep only this many labelled source examples per class
+    # >0: semi-supervised DA: this many labelled target examples per class are taken out of
+    # the target train split and fed as batch["target_labeled"] (CE added to the task loss).
+    c.data.target_labels_per_class = 0
+    c.data.target_labeled_batch_size = 0  # 0: min(batch_size, number of labelled examples)
     c.data.source_val_fraction = 0.0  # held out of source train for model selection
     c.data.standardize = False  # per-channel standardisation with source-train statistics
     # Task options passed to tljax.data.tasks.get_task, e.g. a text task's tokenizer path.
     c.data.task_kwargs = ml_collections.ConfigDict()
+    # On-device augmentation of the train batches (source and target, never eval):
+    # "none", or stages of tljax.data.augment joined by "+": crop, flip, randaugment
+    # ("crop_flip" = "crop+flip"); options in augment_kwargs, e.g. scale=(0.5, 1.0).
+    c.data.augment = "none"
+    c.data.augment_kwargs = ml_collections.ConfigDict()
+    c.data.prefetch = 2  # batches put on the device ahead by a background thread; 0: none
 
     c.model = ml_collections.ConfigDict()
     c.model.backbone = "lenet"
@@ -88,10 +98,16 @@ RESUMABLE_FIELDS = {
     "train.eval_batch_size",
     "train.progress",
     "train.tensorboard",
+    "data.prefetch",
 }
 
 # Subtrees whose keys belong to a backbone or method and are checked by them.
-_FREE_SUBTREES = {"data.task_kwargs", "model.backbone_kwargs", "method.hparams"}
+_FREE_SUBTREES = {
+    "data.task_kwargs",
+    "data.augment_kwargs",
+    "model.backbone_kwargs",
+    "method.hparams",
+}
 
 
 def flatten(config, prefix: str = "") -> dict:
@@ -142,6 +158,19 @@ def validate(config) -> None:
             f"config.data.source_val_fraction must be in [0, 1), got "
             f"{config.data.source_val_fraction}."
         )
+    for name in ("target_labels_per_class", "target_labeled_batch_size"):
+        value = config.data[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"config.data.{name} must be an integer >= 0 (0 = off/default), got {value!r}."
+            )
+    if config.data.target_labeled_batch_size and not config.data.target_labels_per_class:
+        raise ValueError(
+            f"config.data.target_labeled_batch_size={config.data.target_labeled_batch_size} "
+            "is set but config.data.target_labels_per_class=0 (no labelled target subset)."
+        )
+    if config.data.prefetch < 0:
+        raise ValueError(f"config.data.prefetch must be >= 0, got {config.data.prefetch}.")
     if config.data.batch_size < 1:
         raise ValueError(f"config.data.batch_size must be >= 1, got {config.data.batch_size}.")
     if config.model.dtype not in ("float32", "bfloat16"):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import numpy as np
+
+from tljax.distributed import put_global
 
 
 def predict(
@@ -21,6 +22,8 @@ def predict(
       x: inputs ``(n, ...)``.
       batch_size: examples per call; a multiple of the number of devices when sharded.
       sharding: optional sharding of each input batch.
+        With several processes, every process passes all of ``x`` and ``eval_fn`` must
+        return replicated outputs (``out_shardings``), so each gets all the logits.
     """
     n = x.shape[0]
     logits, feats = [], []
@@ -29,7 +32,8 @@ def predict(
         k = xb.shape[0]
         if k < batch_size:
             xb = np.concatenate([xb, np.zeros((batch_size - k, *xb.shape[1:]), xb.dtype)])
-        xb = jax.device_put(xb, sharding) if sharding is not None else xb
+        # put_global, not device_put: with several processes it moves no data between hosts.
+        xb = put_global(xb, sharding) if sharding is not None else xb
         lb, fb = eval_fn(params, rest, xb)
         logits.append(np.asarray(lb)[:k])
         feats.append(np.asarray(fb)[:k])

@@ -16,18 +16,23 @@ class MetricLogger:
     Args:
       workdir: the run directory.
       tensorboard: also write TensorBoard event files.
+      enabled: False makes every method a no-op (the processes other than process 0 of a
+        multi-process run, which must not write the same files).
     """
 
-    def __init__(self, workdir: str, *, tensorboard: bool = True):
-        os.makedirs(workdir, exist_ok=True)
+    def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True):
+        self.enabled = enabled
         self.path = os.path.join(workdir, "metrics.jsonl")
         self._tb = None
+        if not enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
         if tensorboard:
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
         """Drops lines logged after ``step`` (a resumed run logs them again)."""
-        if not os.path.exists(self.path):
+        if not self.enabled or not os.path.exists(self.path):
             return
         with open(self.path) as f:
             lines = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= step]
@@ -35,6 +40,8 @@ class MetricLogger:
             f.writelines(lines)
 
     def write(self, step: int, kind: str, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
         clean = {
             k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in metrics.items()
         }

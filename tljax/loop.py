@@ -20,14 +20,23 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tljax import config as config_lib
-from tljax import evaluate, methods, optim, report
+from tljax import distributed, evaluate, methods, optim, report
 from tljax.checkpoint import Checkpointer
-from tljax.data import tasks
-from tljax.data.core import few_labels, hold_out, standardize
+from tljax.data import augment, tasks
+from tljax.data.core import few_labels, hold_out, split_target_labels, standardize
+from tljax.data.prefetch import Prefetcher
 from tljax.data.stream import DomainPairStream
 from tljax.logs import MetricLogger, read_metrics
 from tljax.models import build_classifier, pretrained
-from tljax.train import TrainState, build_net, init_state, make_eval_step, make_train_step
+from tljax.train import (
+    TrainState,
+    build_net,
+    check_target_labeled_support,
+    init_state,
+    make_eval_step,
+    make_train_step,
+    with_augmentation,
+)
 
 log = logging.getLogger("tljax")
 
@@ -35,6 +44,14 @@ log = logging.getLogger("tljax")
 def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh over all (or the given) devices with the axis name ``data``."""
     return Mesh(np.array(devices if devices is not None else jax.devices()), ("data",))
+
+
+def target_labeled_batch_size(config, labeled) -> int | None:
+    """``data.target_labeled_batch_size``, or by default ``min(batch_size, #labelled)``
+    (as MME's loader of the labelled target set); ``None`` without a labelled subset."""
+    if labeled is None:
+        return None
+    return config.data.target_labeled_batch_size or min(config.data.batch_size, len(labeled))
 
 
 def _state_to_tree(state: TrainState) -> dict:
@@ -53,6 +70,9 @@ def build(config):
       train_step, eval_step`` (step functions not yet jitted).
     """
     config_lib.validate(config)
+    method = methods.get(config.method.name, **config.method.hparams.to_dict())
+    if config.data.target_labels_per_class:  # before loading data: fail fast
+        check_target_labeled_support(method)
     task = tasks.get_task(
         config.data.task,
         data_seed=config.data.data_seed,
@@ -60,6 +80,7 @@ def build(config):
         **config.data.task_kwargs.to_dict(),
     )
     task.validate()
+    pixel_stats = {}  # the standardisation, so augmentation works on pixels
     if config.data.standardize:
         dtype = task.source.train.x.dtype
         if not np.issubdtype(dtype, np.floating):
@@ -68,7 +89,8 @@ def build(config):
                 "(e.g. token ids); standardisation applies to float features only. Set "
                 "data.standardize=False."
             )
-        task, _, _ = standardize(task)
+        task, mean, std = standardize(task)
+        pixel_stats = dict(mean=mean, std=std)
     source_val = None
     if config.data.source_val_fraction > 0:
         rest, source_val = hold_out(
@@ -80,7 +102,11 @@ def build(config):
             task.source.train, config.data.labels_per_class, seed=config.data.data_seed
         )
         task = dataclasses.replace(task, source=dataclasses.replace(task.source, train=few))
-    method = methods.get(config.method.name, **config.method.hparams.to_dict())
+    target_labeled = None
+    if config.data.target_labels_per_class:
+        task, target_labeled = split_target_labels(
+            task, config.data.target_labels_per_class, seed=config.data.data_seed
+        )
     backbone_kwargs = config.model.backbone_kwargs.to_dict()
     if config.model.pretrained:
         backbone_kwargs = pretrained.backbone_kwargs(
@@ -131,10 +157,20 @@ def build(config):
         num_classes=task.num_classes,
         lr_schedule=schedule,
         compute_dtype=dtype,
+        target_labeled=target_labeled is not None,
     )
+    transform = augment.for_inputs(
+        config.data.augment,
+        config.data.augment_kwargs.to_dict(),
+        task.source.train.x,
+        **pixel_stats,
+    )
+    if transform is not None:
+        step = with_augmentation(step, transform)
     return dict(
         task=task,
         source_val=source_val,
+        target_labeled=target_labeled,
         method=method,
         graphs=graphs,
         tx=tx,
@@ -192,7 +228,7 @@ def init_from(params, rest, workdir: str, include: str):
     return params, rest
 
 
-def _check_resume_config(workdir: str, config) -> None:
+def _check_resume_config(workdir: str, config, *, write: bool = True) -> None:
     path = os.path.join(workdir, "config.json")
     now = {
         k: v for k, v in config_lib.flatten(config).items() if k not in config_lib.RESUMABLE_FIELDS
@@ -213,6 +249,8 @@ def _check_resume_config(workdir: str, config) -> None:
                 f"{[(before.get(k), now.get(k)) for k in diff]}). Use a new workdir, or "
                 "the same config to resume."
             )
+    if not write:
+        return
     with open(path, "w") as f:
         json.dump(json.loads(json.dumps(config_lib.flatten(config), default=str)), f, indent=1)
 
@@ -277,16 +315,32 @@ def train_and_evaluate(config, workdir: str) -> dict:
             f"data.batch_size={config.data.batch_size} and train.eval_batch_size="
             f"{t.eval_batch_size} must be multiples of the {n_dev} devices."
         )
+    labeled_bs = target_labeled_batch_size(config, parts["target_labeled"])
+    if labeled_bs and labeled_bs % n_dev:
+        raise ValueError(
+            f"The labelled target batch size {labeled_bs} (data.target_labeled_batch_size, "
+            f"0 = min(batch_size, {len(parts['target_labeled'])} labelled examples)) must be "
+            f"a multiple of the {n_dev} devices."
+        )
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
     stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
-    _check_resume_config(workdir, config)
-    with open(os.path.join(workdir, "freeze_rules.txt"), "w") as f:
-        f.write(optim.format_rule_report(parts["report"]) + "\n")
+    # Several processes: all check the config, only process 0 writes files (logs included).
+    main = distributed.is_main_process()
+    _check_resume_config(workdir, config, write=main)
+    if main:
+        with open(os.path.join(workdir, "freeze_rules.txt"), "w") as f:
+            f.write(optim.format_rule_report(parts["report"]) + "\n")
 
     state = jax.device_put(parts["state"], replicated)
-    stream = DomainPairStream(task, config.data.batch_size, seed=config.seed)
-    logger = MetricLogger(workdir, tensorboard=t.tensorboard)
+    stream = DomainPairStream(
+        task,
+        config.data.batch_size,
+        seed=config.seed,
+        target_labeled=parts["target_labeled"],
+        target_labeled_batch_size=labeled_bs,
+    )
+    logger = MetricLogger(workdir, tensorboard=t.tensorboard, enabled=main)
     ckpt = Checkpointer(workdir, max_to_keep=t.max_to_keep)
     try:
         if ckpt.latest_step() is not None:
@@ -312,18 +366,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
     task, t = parts["task"], config.train
-    _, batch_sharding, stacked_sharding = shardings
+    replicated, batch_sharding, stacked_sharding = shardings
+    main = distributed.is_main_process()
     k = t.steps_per_call
     step_fn = parts["train_step"]
     if k > 1:
         single = step_fn
         step_fn = lambda s, b: jax.lax.scan(lambda c, x: single(c, x), s, b)
     train = jax.jit(step_fn, donate_argnums=0)
-    eval_fn = jax.jit(parts["eval_step"])
+    # Replicated outputs: every process gets all logits and evaluates the full test sets.
+    eval_fn = jax.jit(parts["eval_step"], out_shardings=replicated)
     start = int(state.step)
     pending, last_ckpt = [], ckpt.latest_step()
     bar = None
-    if t.progress:
+    if t.progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -335,11 +391,17 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
         )
     tic, t_window, compile_s = time.perf_counter(), time.perf_counter(), None
     step = start
-    while step < t.steps:
+
+    def produce():  # runs on the prefetch thread
         if k > 1:
-            batch = jax.device_put(_stack([next(stream) for _ in range(k)]), stacked_sharding)
-        else:
-            batch = jax.device_put(next(stream), batch_sharding)
+            batch = _stack([next(stream) for _ in range(k)])
+            return distributed.put_global(batch, stacked_sharding)
+        return distributed.put_global(next(stream), batch_sharding)
+
+    # Checkpoints store the state after the *consumed* batches (not the prefetched ones).
+    feed = Prefetcher(produce, stream.get_state, depth=config.data.prefetch)
+    while step < t.steps:
+        batch = next(feed)
         state, metrics = train(state, batch)
         step += k
         pending.append(metrics)
@@ -370,8 +432,9 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
                 step, "eval", _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size)
             )
         if step % t.checkpoint_every == 0 or step >= t.steps:
-            ckpt.save(step, _state_to_tree(state), {"stream": stream.get_state()})
+            ckpt.save(step, _state_to_tree(state), {"stream": feed.get_state()})
             last_ckpt = step
+    feed.close()
     if bar is not None:
         bar.close()
     final = _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size, selection=False)
@@ -387,11 +450,15 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
             "target": f"{task.target.name}/test",
         },
         "selection": "last step",
-        "by_selection_rule": report.select_by_rules(read_metrics(workdir, "eval")),
+        # Other processes have no metrics.jsonl of their own to select from.
+        "by_selection_rule": report.select_by_rules(read_metrics(workdir, "eval")) if main else {},
         "trained_steps_this_run": int(state.step) - start,
         "wall_time_s": elapsed,
         "compile_s": compile_s,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
     }
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    if main:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
     return results

@@ -216,7 +216,17 @@ def train_members(configs, workdir: str | None = None, *, chunk: int | None = No
     t = configs[0].train
     parts, state, step = build_members(configs, chunk=chunk)
     task = parts["task"]
-    streams = [DomainPairStream(task, c.data.batch_size, seed=c.seed) for c in configs]
+    labeled = parts["target_labeled"]  # checked against the method by loop.build
+    streams = [
+        DomainPairStream(
+            task,
+            c.data.batch_size,
+            seed=c.seed,
+            target_labeled=labeled,
+            target_labeled_batch_size=loop.target_labeled_batch_size(c, labeled),
+        )
+        for c in configs
+    ]
     loggers, ckpts, start = None, None, 0
     if dirs:
         for d, c in zip(dirs, configs):

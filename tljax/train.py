@@ -11,6 +11,7 @@ function of the model outputs. The loop that drives it is :mod:`tljax.loop`.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -141,8 +142,14 @@ def make_train_step(
     num_classes: int,
     lr_schedule: Callable | None = None,
     compute_dtype: Any = None,
+    target_labeled: bool = False,
 ) -> Callable:
     """Builds the pure ``train_step(state, batch, rng=None) -> (state, metrics)``.
+
+    A batch that holds ``"target_labeled": {image, label}`` (a labelled target subset,
+    semi-supervised adaptation) adds its cross-entropy to the task loss (the "S+T"
+    objective); those images run in the same forward pass as the source batch, and the
+    method sees neither them nor their labels (``src`` and ``tgt`` stay as they were).
 
     Args:
       model: the static graphs from :func:`build_net`.
@@ -155,11 +162,18 @@ def make_train_step(
       lr_schedule: base learning rate schedule, only for logging.
       compute_dtype: e.g. ``jnp.bfloat16`` for mixed precision (parameters and optimizer
         stay float32); ``None`` computes in the parameters' dtype.
+      target_labeled: whether batches will hold a labelled target subset.
 
     Returns:
       The step function; wrap it with ``jax.jit(step, donate_argnums=0)``. When ``rng``
       is ``None`` it uses ``fold_in(state.rng, state.step)``.
+
+    Raises:
+      ValueError: if ``target_labeled`` and the method has its own step (which would
+        ignore the labelled target batch).
     """
+    if target_labeled:
+        check_target_labeled_support(method)
     if method.train_step is not None:
         return method.train_step(
             model=model,
@@ -174,9 +188,21 @@ def make_train_step(
     def loss_fn(params, rest, batch, rng, step):
         params = jax.tree.map(lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
         net = nnx.merge(model.train_graph, _cast_floats(params, compute_dtype), rest)
-        src, tgt = forward_domains(net, batch, compute_dtype, with_target=method.needs_target)
+        labeled = batch.get("target_labeled")
+        inputs = batch
+        if labeled is not None:  # appended to the source images: one pass, split below
+            xs = jnp.concatenate([batch["source"]["image"], labeled["image"]], axis=0)
+            inputs = {**batch, "source": {**batch["source"], "image": xs}}
+        src, tgt = forward_domains(net, inputs, compute_dtype, with_target=method.needs_target)
         labels = batch["source"]["label"]
+        extra = {}
+        if labeled is not None:
+            src, tl = _split_outputs(src, labels.shape[0])
+            tl_loss = optax.softmax_cross_entropy_with_integer_labels(tl.logits, labeled["label"])
+            extra["target_labeled_loss"] = tl_loss.mean()
+            extra["target_labeled_acc"] = jnp.mean(jnp.argmax(tl.logits, -1) == labeled["label"])
         task = optax.softmax_cross_entropy_with_integer_labels(src.logits, labels).mean()
+        task = task + extra.get("target_labeled_loss", 0.0)
         m_loss, m_metrics = method.loss(net.method, src=src, tgt=tgt, rng=rng, step=step)
         total = task + weight * m_loss.astype(jnp.float32)
         _, _, new_rest = nnx.split(net, nnx.Param, ...)
@@ -186,6 +212,7 @@ def make_train_step(
             "task_loss": task,
             "method_loss": m_loss,
             "source_acc": jnp.mean(jnp.argmax(src.logits, -1) == labels),
+            **extra,
             **{f"{method.name}/{k}": v for k, v in m_metrics.items()},
         }
         return total, (new_rest, metrics)
@@ -213,6 +240,63 @@ def make_train_step(
         return new_state, jax.tree.map(lambda m: jnp.asarray(m, jnp.float32), metrics)
 
     return train_step
+
+
+def _split_outputs(out: Outputs, n: int) -> tuple[Outputs, Outputs]:
+    """The first ``n`` rows of ``out`` and the rest."""
+    head = Outputs(out.logits[:n], out.features[:n], {k: v[:n] for k, v in out.extras.items()})
+    tail = Outputs(out.logits[n:], out.features[n:], {k: v[n:] for k, v in out.extras.items()})
+    return head, tail
+
+
+def check_target_labeled_support(method: Method) -> None:
+    """Refuses a labelled target subset for a method whose own train step ignores it.
+
+    Raises:
+      ValueError: if ``method`` has its own train step.
+    """
+    if method.train_step is not None:
+        raise ValueError(
+            f"Method {method.name!r} has its own train step, which does not use a labelled "
+            "target subset; set config.data.target_labels_per_class=0, or use a method "
+            "that runs the default step (source_only, dann, cdan, dan, jan, coral, mcc, "
+            "mdd, afn, bsp, entropy, ...), where the labelled target batch adds its "
+            "cross-entropy to the task loss."
+        )
+
+
+_AUGMENT_SALT = 0x61756720  # folded into the base key so augmentation draws are its own
+
+
+def with_augmentation(train_step: Callable, transform: Callable) -> Callable:
+    """Wraps a train step so its image batches are augmented on the device first.
+
+    Every entry of the batch that holds ``"image"`` (source, target, ...) is replaced by
+    ``transform(images, key)`` with ``key = fold_in(fold_in(fold_in(rng, SALT), step),
+    crc32(name))``: a pure function of the run's seed, the step and the entry, so a
+    resumed run draws the same views, and the method's own rng stream is untouched. The
+    wrapped step neither knows nor cares which method it runs.
+
+    Args:
+      train_step: ``train_step(state, batch, rng=None)``.
+      transform: ``fn(images, key) -> images`` (e.g. :func:`tljax.data.augment.make`).
+
+    Returns:
+      A step function with the same signature.
+    """
+
+    def step(state: TrainState, batch, rng=None):
+        base = jax.random.wrap_key_data(state.rng) if rng is None else rng
+        key = jax.random.fold_in(jax.random.fold_in(base, _AUGMENT_SALT), state.step)
+        out = dict(batch)
+        for name, entry in batch.items():
+            if isinstance(entry, dict) and "image" in entry:
+                salt = zlib.crc32(name.encode()) & 0x7FFFFFFF  # fixed per entry name
+                image = transform(entry["image"], jax.random.fold_in(key, salt))
+                out[name] = {**entry, "image": image}
+        return train_step(state, out, rng)
+
+    return step
 
 
 def make_eval_step(model: Model, compute_dtype: Any = None) -> Callable:

@@ -104,7 +104,9 @@ def standardize(task: Task) -> tuple[Task, np.ndarray, np.ndarray]:
         return Split(((s.x - mean) / std).astype(np.float32), s.y)
 
     def domain(d: Domain) -> Domain:
-        return Domain(d.name, split(d.train), split(d.test))
+        train = split(d.train)
+        # A domain without an official test split (Office) keeps one array for both.
+        return Domain(d.name, train, train if d.test is d.train else split(d.test))
 
     return (
         Task(task.name, domain(task.source), domain(task.target), task.num_classes),
@@ -130,8 +132,11 @@ def hold_out(split: Split, fraction: float, *, seed: int) -> tuple[Split, Split]
     return Split(split.x[keep], split.y[keep]), Split(split.x[val], split.y[val])
 
 
-def few_labels(split: Split, per_class: int, *, seed: int) -> Split:
-    """A seeded subset with ``per_class`` examples of each class (all if fewer)."""
+def few_label_indices(split: Split, per_class: int, *, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subset with ``per_class`` examples of each class (all
+    of a class if it has fewer)."""
+    if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)):
+        raise ValueError(f"per_class must be an integer >= 1, got {per_class!r}.")
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}.")
     rng = np.random.default_rng([seed, 11])
@@ -139,5 +144,47 @@ def few_labels(split: Split, per_class: int, *, seed: int) -> Split:
     for c in np.unique(split.y):
         idx = np.flatnonzero(split.y == c)
         keep.extend(rng.permutation(idx)[:per_class])
-    keep = np.sort(np.asarray(keep, dtype=np.int64))
+    return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+def few_labels(split: Split, per_class: int, *, seed: int) -> Split:
+    """A seeded subset with ``per_class`` examples of each class (all if fewer)."""
+    keep = few_label_indices(split, per_class, seed=seed)
     return Split(split.x[keep], split.y[keep])
+
+
+def split_target_labels(task: Task, per_class: int, *, seed: int) -> tuple[Task, Split]:
+    """Takes a labelled target subset for semi-supervised adaptation.
+
+    ``per_class`` examples of each class are drawn (seeded, as :func:`few_labels`) from
+    ``task.target.train`` and removed from it: the returned task's target train split is
+    the unlabelled pool (whose labels no method sees), the returned split the labelled
+    examples. A target domain without an official test split (``test is train``, e.g.
+    Office-31) is evaluated on the unlabelled pool, so the labelled examples are never
+    scored (as in the semi-supervised protocol of Saito et al., 2019).
+
+    Returns:
+      ``(task, labeled)``.
+
+    Raises:
+      ValueError: for a single-domain task (the target is the source), or when no
+        unlabelled target example would be left.
+    """
+    target = task.target
+    if target is task.source or target.name == task.source.name:
+        raise ValueError(
+            f"Task {task.name!r} has no separate target domain (its target is the source "
+            f"{task.source.name!r}); a labelled target subset needs a transfer task "
+            "'source->target'."
+        )
+    keep = few_label_indices(target.train, per_class, seed=seed)
+    rest = np.setdiff1d(np.arange(len(target.train)), keep)
+    if rest.size == 0:
+        raise ValueError(
+            f"Taking {per_class} labelled examples per class leaves no unlabelled example "
+            f"of {target.name!r} ({len(target.train)} train examples); use fewer."
+        )
+    labeled = Split(target.train.x[keep], target.train.y[keep])
+    pool = Split(target.train.x[rest], target.train.y[rest])
+    test = pool if target.test is target.train else target.test
+    return Task(task.name, task.source, Domain(target.name, pool, test), task.num_classes), labeled

@@ -8,7 +8,9 @@ epoch is dropped, as in the reference code). The whole state of a stream is its
 uninterrupted run would have seen.
 
 The target stream of a :class:`DomainPairStream` yields images only: target labels
-never reach a method.
+never reach a method. A labelled target subset (semi-supervised adaptation) is a separate
+stream, ``batch["target_labeled"]``, drawn from examples that are not in the unlabelled
+target split (:func:`tljax.data.core.split_target_labels`).
 """
 
 from __future__ import annotations
@@ -73,15 +75,36 @@ class DomainPairStream:
       batch_size: examples per domain per batch.
       seed: shuffling seed.
       position: where to start (a restored checkpoint's position).
+      target_labeled: labelled target examples (kept out of ``task.target.train``);
+        when given, batches also hold ``"target_labeled": {image, label}``.
+      target_labeled_batch_size: its batch size (default: ``batch_size``).
     """
 
-    def __init__(self, task: Task, batch_size: int, *, seed: int, position: int = 0):
+    def __init__(
+        self,
+        task: Task,
+        batch_size: int,
+        *,
+        seed: int,
+        position: int = 0,
+        target_labeled: Split | None = None,
+        target_labeled_batch_size: int | None = None,
+    ):
         self.source = DomainStream(
             task.source.train, batch_size, seed=seed, domain_id=0, name=task.source.name
         )
         self.target = DomainStream(
             task.target.train, batch_size, seed=seed, domain_id=1, name=task.target.name
         )
+        self.target_labeled = None
+        if target_labeled is not None:
+            self.target_labeled = DomainStream(
+                target_labeled,
+                target_labeled_batch_size or batch_size,
+                seed=seed,
+                domain_id=2,
+                name=f"{task.target.name} (labelled)",
+            )
         self.position = int(position)
 
     def __iter__(self):
@@ -92,6 +115,8 @@ class DomainPairStream:
             "source": self.source.batch(self.position),
             "target": self.target.batch(self.position, with_labels=False),
         }
+        if self.target_labeled is not None:
+            batch["target_labeled"] = self.target_labeled.batch(self.position)
         self.position += 1
         return batch
 

@@ -17,8 +17,14 @@ Names are ``"source->target"``; the target is the source dataset with one shift 
 * Text tasks (:mod:`tljax.data.text_tasks`, token ids for BERT backbones): ``reviews``,
   ``products``, ``reviews->products``, ``products->reviews`` (constructed, offline) and
   ``imdb`` (TFDS ``imdb_reviews``). They need the ``tokenizer`` option.
+* Standard benchmarks: ``"A->B"`` for any two names of
+  :func:`tljax.data.benchmarks.known_names` with the same classes, e.g. ``svhn->mnist``,
+  ``mnist->usps``, ``office31/amazon->office31/webcam`` (:mod:`tljax.data.benchmark_tasks`;
+  the data must be prepared, else a :class:`~tljax.data.benchmarks.DatasetNotFoundError`
+  says what to fetch and where).
 
-Other modules add tasks with :func:`register_task` (a factory and its option names).
+Other modules add tasks with :func:`register_task` (a factory and its option names), or
+whole families of names with :func:`register_resolver`.
 
 Both domains use the same images and the same train/test split, as in the standard
 MNIST -> MNIST-M setting (MNIST-M is built from MNIST's own train and test images); only
@@ -79,6 +85,8 @@ class RegisteredTask:
 
     factory: str | Callable
     options: tuple[str, ...]
+    # The factory also takes ``image_size`` (get_task's argument, i.e. data.image_size).
+    takes_image_size: bool = False
 
 
 _TEXT_OPTIONS = ("tokenizer", "max_len", "n_train", "n_test", "shared_fraction", "negation")
@@ -94,7 +102,13 @@ _REGISTERED: dict[str, RegisteredTask] = {
 }
 
 
-def register_task(name: str, factory: str | Callable, options: tuple[str, ...] = ()) -> None:
+def register_task(
+    name: str,
+    factory: str | Callable,
+    options: tuple[str, ...] = (),
+    *,
+    takes_image_size: bool = False,
+) -> None:
     """Adds a task to the registry (or replaces a registered one).
 
     Args:
@@ -102,17 +116,52 @@ def register_task(name: str, factory: str | Callable, options: tuple[str, ...] =
       factory: ``factory(name, *, data_seed, **options) -> Task``, or a
         ``"module:function"`` string imported on first use.
       options: names of the options ``factory`` accepts.
+      takes_image_size: pass :func:`get_task`'s ``image_size`` to the factory too.
 
     Raises:
       ValueError: if ``name`` is one of the built-in image tasks.
     """
     if name in _TASKS:
         raise ValueError(f"Task {name!r} is built in and cannot be replaced.")
-    _REGISTERED[name] = RegisteredTask(factory, tuple(options))
+    _REGISTERED[name] = RegisteredTask(factory, tuple(options), takes_image_size)
+
+
+# Families of names resolved on demand: (resolver, description); ``resolver(name)`` returns
+# a RegisteredTask for the names it handles, else None. Strings are imported lazily.
+_RESOLVERS: list[tuple[str | Callable, str]] = [
+    (
+        "tljax.data.benchmark_tasks:resolve",
+        "'A->B' for two benchmark domains of tljax.data.benchmarks.known_names() with the "
+        "same classes (e.g. 'svhn->mnist', 'office31/amazon->office31/webcam')",
+    ),
+]
+
+
+def register_resolver(resolver: str | Callable, description: str) -> None:
+    """Adds a family of task names resolved on demand (tried after the exact names).
+
+    Args:
+      resolver: ``resolver(name) -> RegisteredTask | None`` (``None``: not one of its
+        names), or a ``"module:function"`` string imported on first use.
+      description: what names it accepts, for the unknown-task error message.
+    """
+    _RESOLVERS.append((resolver, description))
+
+
+def _resolve(name: str) -> RegisteredTask | None:
+    for resolver, _ in _RESOLVERS:
+        if isinstance(resolver, str):
+            module, fn = resolver.split(":")
+            resolver = getattr(importlib.import_module(module), fn)
+        spec = resolver(name)
+        if spec is not None:
+            return spec
+    return None
 
 
 def task_names() -> list[str]:
-    """Returns the names :func:`get_task` accepts, sorted."""
+    """Returns the names :func:`get_task` accepts, sorted (families of names added with
+    :func:`register_resolver`, such as benchmark pairs, are not enumerated)."""
     return sorted([*_TASKS, *_REGISTERED])
 
 
@@ -121,8 +170,9 @@ def registered_task_names() -> list[str]:
     return sorted(_REGISTERED)
 
 
-def _get_registered(name: str, data_seed: int, kwargs: dict) -> Task:
-    spec = _REGISTERED[name]
+def _get_registered(
+    spec: RegisteredTask, name: str, data_seed: int, image_size, kwargs: dict
+) -> Task:
     unknown = sorted(set(kwargs) - set(spec.options))
     if unknown:
         raise TypeError(
@@ -133,7 +183,15 @@ def _get_registered(name: str, data_seed: int, kwargs: dict) -> Task:
     if isinstance(factory, str):
         module, fn = factory.split(":")
         factory = getattr(importlib.import_module(module), fn)
+    if spec.takes_image_size:
+        _check_image_size(image_size)
+        kwargs = dict(kwargs, image_size=int(image_size))
     return factory(name, data_seed=int(data_seed), **kwargs)
+
+
+def _check_image_size(image_size) -> None:
+    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}.")
 
 
 def get_task(name: str, *, data_seed: int = 0, image_size: int = 28, **kwargs) -> Task:
@@ -142,13 +200,16 @@ def get_task(name: str, *, data_seed: int = 0, image_size: int = 28, **kwargs) -
     Args:
       name: one of :func:`task_names`.
       data_seed: seed of every random choice (split, subsample, shift), ``>= 0``.
-      image_size: side length of the images (ignored by ``moons`` and text tasks).
+      image_size: side length of the images (ignored by ``moons`` and text tasks; for
+        benchmark pairs, both domains are resized to it).
       **kwargs: task options. ``moons``: ``n_train``, ``n_test``, ``angle``, ``noise``
         (see :func:`~tljax.data.toys.two_moons_task`). ``digits->*``: ``test_fraction``
         (default 0.3). ``fashion->*``: ``directory`` (default
         ``/usr/share/datasets/fashion-mnist``), ``max_train``, ``max_test`` (seeded
         subsample of each split, both domains alike). ``*_rot``: ``degrees`` (default 45).
-        Text tasks: see :mod:`tljax.data.text_tasks`; registered tasks: their factory's.
+        Text tasks: see :mod:`tljax.data.text_tasks`; benchmark pairs: see
+        :func:`tljax.data.benchmark_tasks.benchmark_pair`; registered tasks: their
+        factory's.
 
     Returns:
       The task, with read-only arrays.
@@ -158,16 +219,20 @@ def get_task(name: str, *, data_seed: int = 0, image_size: int = 28, **kwargs) -
         option value.
       TypeError: for an option the task does not take.
       FileNotFoundError: if Fashion-MNIST (or a text task's data) is not installed
-        (saying how to install it).
+        (saying how to install it); for a benchmark pair that is not prepared, its
+        subclass ``DatasetNotFoundError`` (saying what to fetch and where).
     """
-    if name not in _TASKS and name not in _REGISTERED:
-        raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(task_names())}.")
+    spec = _REGISTERED.get(name) or (None if name in _TASKS else _resolve(name))
+    if name not in _TASKS and spec is None:
+        families = "".join(f"; or {d}" for _, d in _RESOLVERS)
+        raise ValueError(
+            f"Unknown task {name!r}; valid tasks: {', '.join(task_names())}{families}."
+        )
     if not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
         raise ValueError(f"data_seed must be a non-negative integer, got {data_seed!r}.")
-    if name in _REGISTERED:
-        return _get_registered(name, data_seed, kwargs)
-    if not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}.")
+    if spec is not None:
+        return _get_registered(spec, name, data_seed, image_size, kwargs)
+    _check_image_size(image_size)
     spec = _TASKS[name]
     allowed = _OPTIONS["moons"] if spec is None else _OPTIONS[spec[0]] + _OPTIONS.get(spec[1], ())
     unknown = sorted(set(kwargs) - set(allowed))

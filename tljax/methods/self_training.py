@@ -5,13 +5,16 @@ r"""Confidence-thresholded self-training, FixMatch-style (Sohn et al., NeurIPS 2
    \mathbb{1}[\max_c q_{ic} \ge \tau]\; \ell\big(C(F(\mathcal{A}(x_{t,i}))), \arg\max_c q_{ic}\big),
    \qquad q_i = \mathrm{softmax}(\mathrm{sg}(C(F(x_{t,i}))))
 
-The weak view is the target batch itself; the strong view ``𝒜(x_t)`` is drawn inside the
-jit-compiled step from the step's rng by :func:`augment` (random translation by reflect
-padding and cropping, brightness/contrast jitter, Gaussian noise, cutout; for vector
-inputs only the noise). Source, weak and strong views go through the model in one
-forward pass (BatchNorm sees all three, as TLlib's FixMatch example). The mask uses
-``≥ τ``. TLlib's FixMatch for domain adaptation uses ``τ = 0.9`` and trade-off 1 (the
-FixMatch paper: 0.95 with RandAugment). Loss:
+The weak view is the target batch itself (flipped and cropped when the run sets
+``data.augment="crop_flip"``, FixMatch's weak augmentation); the strong view ``𝒜(x_t)``
+is drawn inside the jit-compiled step from the step's rng by :func:`augment` (random
+translation by reflect padding and cropping, brightness/contrast jitter, Gaussian noise,
+cutout; for vector inputs only the noise), or with ``strong="randaugment"`` by
+FixMatch's RandAugment (:func:`rand_augment`: ``randaugment_ops`` random operations of
+random magnitude up to ``randaugment_magnitude`` of 30, then cutout). Source, weak and
+strong views go through the model in one forward pass (BatchNorm sees all three, as
+TLlib's FixMatch example). The mask uses ``≥ τ``. TLlib's FixMatch for domain adaptation
+uses ``τ = 0.9`` and trade-off 1 (the FixMatch paper: 0.95 with RandAugment). Loss:
 :func:`tljax.losses.self_training.pseudo_label_loss`.
 """
 
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from tljax.data import augment as augment_lib
 from tljax.losses.self_training import pseudo_label_loss
 from tljax.methods import _steps
 from tljax.methods.base import Method, no_params
@@ -87,6 +91,26 @@ def augment(
     return x + noise_std * std * jax.random.normal(key, x.shape, x.dtype)
 
 
+def rand_augment(x: jax.Array, key: jax.Array, *, num_ops: int, magnitude: float, cutout: float):
+    """FixMatch's strong view: RandAugment with random magnitudes up to ``magnitude`` (of
+    30) and a cutout square of side up to ``cutout``. Inputs may be standardised: each
+    channel's range over the batch is mapped to ``[0, 1]`` and back."""
+    lo, hi = jnp.min(x, axis=(0, 1, 2)), jnp.max(x, axis=(0, 1, 2))
+    return augment_lib.rand_augment(
+        x,
+        key,
+        num_ops=num_ops,
+        magnitude=magnitude,
+        num_magnitude_bins=31,
+        random_magnitude=True,
+        cutout=cutout,
+        value_range=(lo, hi),
+    )
+
+
+STRONG = ("default", "randaugment")
+
+
 def make(
     *,
     threshold: float = 0.9,
@@ -94,16 +118,23 @@ def make(
     jitter: float = 0.4,
     noise_std: float = 0.1,
     cutout: float = 0.5,
+    strong: str = "default",
+    randaugment_ops: int = 2,
+    randaugment_magnitude: float = 30,
 ) -> Method:
     """Builds confidence-thresholded self-training.
 
     Args:
       threshold: confidence threshold τ in ``[0, 1]``.
       shift, jitter, noise_std, cutout: strengths of the strong augmentation
-        (see :func:`augment`).
+        (see :func:`augment`); ``cutout`` also applies to ``"randaugment"``.
+      strong: the strong view: ``"default"`` (:func:`augment`) or ``"randaugment"``
+        (:func:`rand_augment`, image inputs only).
+      randaugment_ops, randaugment_magnitude: RandAugment's N and largest M (of 30).
 
     Raises:
-      ValueError: for a threshold outside ``[0, 1]`` or a negative strength.
+      ValueError: for a threshold outside ``[0, 1]``, a negative strength or an unknown
+        ``strong``.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"self_training: threshold must be in [0, 1], got {threshold!r}.")
@@ -111,6 +142,14 @@ def make(
     bad = {k: v for k, v in strengths.items() if not v >= 0}
     if bad:
         raise ValueError(f"self_training: augmentation strengths must be >= 0, got {bad}.")
+    if strong not in STRONG:
+        raise ValueError(f"self_training: strong={strong!r}; valid: {list(STRONG)}.")
+    if strong == "randaugment":
+        ra = dict(num_ops=randaugment_ops, magnitude=randaugment_magnitude, cutout=cutout)
+        augment_lib.rand_augment(jnp.zeros((1, 4, 4, 1)), jax.random.key(0), **ra)  # checks
+        strong_view = lambda x, key: rand_augment(x, key, **ra)
+    else:
+        strong_view = lambda x, key: augment(x, key, **strengths)
 
     def loss(module, *, src, tgt, rng, step):
         raise NotImplementedError("self_training trains with its own train_step.")
@@ -122,7 +161,7 @@ def make(
             params = _steps.stop_gradient_where(params, frozen)
             net = nnx.merge(model.train_graph, _steps.cast_floats(params, compute_dtype), rest)
             xs, xt = batch["source"]["image"], batch["target"]["image"]
-            strong = augment(xt, rng, **strengths)
+            strong = strong_view(xt, rng)
             x = jnp.concatenate([xs, xt, strong], axis=0)
             if compute_dtype is not None:
                 x = x.astype(compute_dtype)
@@ -160,7 +199,13 @@ def make(
 
         return step
 
-    hp = dict(threshold=threshold, **strengths)
+    hp = dict(
+        threshold=threshold,
+        **strengths,
+        strong=strong,
+        randaugment_ops=randaugment_ops,
+        randaugment_magnitude=randaugment_magnitude,
+    )
     return Method(
         name="self_training", init=no_params, loss=loss, train_step=train_step, hparams=hp
     )

@@ -17,6 +17,7 @@ from tljax.models.heads import Bottleneck, Classifier, DomainDiscriminator
 # name -> "module:function", imported lazily so heavy backbones cost nothing until used.
 _BACKBONES: dict[str, str | Callable] = {
     "lenet": "tljax.models.lenet:lenet",
+    "dtn": "tljax.models.dtn:dtn",
     "mlp": "tljax.models.mlp:mlp",
     "resnet18": "tljax.models.resnet:resnet18",
     "resnet34": "tljax.models.resnet:resnet34",

@@ -2,8 +2,11 @@
 
 ``LeNet`` with its defaults is the network of the DANN paper's digit experiments
 (Ganin et al., JMLR 2016): conv 5×5×32 → max-pool 2 → conv 5×5×48 → max-pool 2 →
-flatten (768-d for 28×28 inputs). ``channels=(20, 50)`` gives the LeNet of TLlib's
-MNIST↔USPS protocol (800-d features at 28×28).
+flatten (768-d for 28×28 inputs). ``channels=(20, 50)`` gives the convolutions of TLlib's
+MNIST↔USPS LeNet (800-d at 28×28); ``channels=(20, 50), fc_dim=500, dropout=0.5`` is
+TLlib's whole ``LeNet`` (``tllib/vision/models/digits.py``: conv 20 → pool → ReLU →
+conv 50 → Dropout2d(0.5) → pool → ReLU → Linear 500 → ReLU → Dropout(0.5); 500-d
+features). ReLU and max-pool commute, as do max-pool and channel dropout.
 """
 
 from __future__ import annotations
@@ -30,10 +33,22 @@ class LeNet(nnx.Module):
       input_shape: ``(height, width, channels)`` of one example.
       channels: output channels of the two convolutions.
       padding: ``"VALID"`` (the papers' network) or ``"SAME"`` (keeps small inputs usable).
-      rngs: NNX random streams for initialisation.
+      fc_dim: width of a ``Linear → ReLU`` layer on the flattened maps (0 = none; the
+        features are then the flattened maps).
+      dropout: channel dropout after ``conv2`` and dropout after the ``fc`` layer (0 = none).
+      rngs: NNX random streams for initialisation (and dropout).
     """
 
-    def __init__(self, input_shape, *, channels=(32, 48), padding="VALID", rngs: nnx.Rngs):
+    def __init__(
+        self,
+        input_shape,
+        *,
+        channels=(32, 48),
+        padding="VALID",
+        fc_dim: int = 0,
+        dropout: float = 0.0,
+        rngs: nnx.Rngs,
+    ):
         h, w, c = input_shape
         if padding not in ("VALID", "SAME"):
             raise ValueError(f"LeNet padding must be 'VALID' or 'SAME', got {padding!r}.")
@@ -48,17 +63,48 @@ class LeNet(nnx.Module):
             raise ValueError(
                 f"LeNet with {padding} padding needs larger inputs than {input_shape[:2]}."
             )
-        self.feature_dim = h * w * channels[1]
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"LeNet dropout must be in [0, 1), got {dropout!r}.")
+        flat = h * w * channels[1]
+        # Only built when asked for, so the default network's parameters stay as they were.
+        drop2d = nnx.Dropout(dropout, broadcast_dims=(1, 2), rngs=rngs) if dropout else None
+        self.conv2_drop = drop2d
+        self.fc = nnx.Linear(flat, fc_dim, rngs=rngs) if fc_dim else None
+        self.fc_drop = nnx.Dropout(dropout, rngs=rngs) if (dropout and fc_dim) else None
+        self.feature_dim = fc_dim or flat
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         a1 = max_pool_2x2(nnx.relu(self.conv1(x)))
-        a2 = max_pool_2x2(nnx.relu(self.conv2(a1)))
-        return {"features": a2.reshape(a2.shape[0], -1), "conv1": a1, "conv2": a2}
+        a2 = self.conv2(a1)
+        if self.conv2_drop is not None:
+            a2 = self.conv2_drop(a2)
+        a2 = max_pool_2x2(nnx.relu(a2))
+        f = a2.reshape(a2.shape[0], -1)
+        if self.fc is not None:
+            f = nnx.relu(self.fc(f))
+            if self.fc_drop is not None:
+                f = self.fc_drop(f)
+        return {"features": f, "conv1": a1, "conv2": a2}
 
 
-def lenet(input_shape, *, rngs: nnx.Rngs, channels=(32, 48), padding="VALID") -> LeNet:
+def lenet(
+    input_shape,
+    *,
+    rngs: nnx.Rngs,
+    channels=(32, 48),
+    padding="VALID",
+    fc_dim: int = 0,
+    dropout: float = 0.0,
+) -> LeNet:
     """Factory used by the model registry."""
-    return LeNet(tuple(input_shape), channels=tuple(channels), padding=padding, rngs=rngs)
+    return LeNet(
+        tuple(input_shape),
+        channels=tuple(channels),
+        padding=padding,
+        fc_dim=int(fc_dim),
+        dropout=float(dropout),
+        rngs=rngs,
+    )
 
 
 __all__ = ["LeNet", "lenet", "max_pool_2x2"]
