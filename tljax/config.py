@@ -77,7 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 2000
-    c.train.steps_per_call = 1  # >1: several steps in one compiled call (lax.scan)
+    # >1: several steps in one compiled call (lax.scan). Keep 1 for conv nets on CPU:
+    # XLA:CPU runs convolutions inside a loop ~20x slower (docs/benchmarks.md).
+    c.train.steps_per_call = 1
     c.train.log_every = 100
     c.train.eval_every = 500
     c.train.checkpoint_every = 500
