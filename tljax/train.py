@@ -174,6 +174,8 @@ def make_train_step(
     """
     if target_labeled:
         check_target_labeled_support(method)
+    if method.train_step is None and method.loss is None:
+        raise ValueError(f"Method {method.name!r} defines neither a loss nor its own train_step.")
     if method.train_step is not None:
         return method.train_step(
             model=model,

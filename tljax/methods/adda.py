@@ -132,9 +132,6 @@ def make(
         )
         return ADDANets(encoder, disc)
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("adda trains with its own train_step.")
-
     def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
         del num_classes
         cast = lambda p: _steps.cast_floats(p, compute_dtype)
@@ -227,7 +224,6 @@ def make(
     return Method(
         name="adda",
         init=init,
-        loss=loss,
         train_step=train_step,
         hparams=hp,
         eval_state=target_eval_state,

@@ -77,11 +77,12 @@ def no_params(rngs: nnx.Rngs, info: ModelInfo) -> None:
 
 
 class Method(NamedTuple):
-    """A transfer method: its own networks, its loss and, optionally, its own step."""
+    """A transfer method: its own networks, and its loss for the default step or its own
+    step (``train_step``; ``loss`` is then ``None``)."""
 
     name: str
     init: Callable[[nnx.Rngs, ModelInfo], nnx.Module | None]
-    loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+    loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]] | None = None
     train_step: Callable[..., Any] | None = None
     hparams: dict[str, Any] = {}
     eval_state: Callable[..., tuple[Any, Any]] | None = None

@@ -129,9 +129,6 @@ def make(
         del rngs
         return StartingPoint(require_classifier(info, "delta"))
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("delta trains with its own train_step.")
-
     def penalty(*, net, ref, params, rest, src, images, rng, step):
         del net, rest, rng, step
         out = {**src.extras, "features": src.features}
@@ -175,7 +172,6 @@ def make(
     return Method(
         name="delta",
         init=init,
-        loss=loss,
         train_step=train_step,
         hparams=hp,
         needs_target=False,

@@ -106,9 +106,6 @@ def make(
         del rngs
         return StartingPoint(require_classifier(info, "l2sp"))
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("l2sp trains with its own train_step.")
-
     def penalty(*, net, ref, params, rest, src, images, rng, step):
         del net, ref, src, images, rng, step
         w0 = starting_params(rest, params)
@@ -134,7 +131,6 @@ def make(
     return Method(
         name="l2sp",
         init=init,
-        loss=loss,
         train_step=train_step,
         hparams=hp,
         needs_target=False,

@@ -103,9 +103,6 @@ def make(*, old_head_from: str = "", temperature: float = 3.0, bn_stats: str = "
         kernel, bias = load_old_head(old_head_from, info.feature_dim)
         return LwFNet(model, kernel, bias, rngs)
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("lwf trains with its own train_step.")
-
     def penalty(*, net, ref, params, rest, src, images, rng, step):
         del params, rest, rng, step
         _, out0 = ref.method.start(images)
@@ -135,7 +132,6 @@ def make(*, old_head_from: str = "", temperature: float = 3.0, bn_stats: str = "
     return Method(
         name="lwf",
         init=init,
-        loss=loss,
         train_step=train_step,
         hparams=hp,
         needs_target=False,

@@ -140,9 +140,6 @@ def make(*, num_k: int = 4, entropy_weight: float = 0.01) -> Method:
     def init(rngs: nnx.Rngs, info: ModelInfo) -> nnx.Linear:
         return nnx.Linear(info.feature_dim, info.num_classes, rngs=rngs)
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("mcd trains with its own train_step, not the default loss.")
-
     def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
         del num_classes
         stage_a, stage_b, stage_c = make_stages(
@@ -177,4 +174,4 @@ def make(*, num_k: int = 4, entropy_weight: float = 0.01) -> Method:
         return step
 
     hp = dict(num_k=num_k, entropy_weight=entropy_weight)
-    return Method(name="mcd", init=init, loss=loss, train_step=train_step, hparams=hp)
+    return Method(name="mcd", init=init, train_step=train_step, hparams=hp)

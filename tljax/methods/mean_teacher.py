@@ -93,9 +93,6 @@ def make(
         del rngs
         return Teacher(require_classifier(info, "mean_teacher"))
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("mean_teacher trains with its own train_step.")
-
     def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
         del num_classes
 
@@ -147,4 +144,4 @@ def make(
         return step
 
     hp = dict(decay=decay, **strengths)
-    return Method(name="mean_teacher", init=init, loss=loss, train_step=train_step, hparams=hp)
+    return Method(name="mean_teacher", init=init, train_step=train_step, hparams=hp)

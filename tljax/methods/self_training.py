@@ -151,9 +151,6 @@ def make(
     else:
         strong_view = lambda x, key: augment(x, key, **strengths)
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("self_training trains with its own train_step.")
-
     def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
         del num_classes
 
@@ -206,6 +203,4 @@ def make(
         randaugment_ops=randaugment_ops,
         randaugment_magnitude=randaugment_magnitude,
     )
-    return Method(
-        name="self_training", init=no_params, loss=loss, train_step=train_step, hparams=hp
-    )
+    return Method(name="self_training", init=no_params, train_step=train_step, hparams=hp)

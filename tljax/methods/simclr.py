@@ -152,9 +152,6 @@ def make(
     def init(rngs: nnx.Rngs, info: ModelInfo) -> ProjectionHead:
         return ProjectionHead(info.feature_dim, proj_hidden, proj_dim, rngs=rngs)
 
-    def loss(module, *, src, tgt, rng, step):
-        raise NotImplementedError("simclr trains with its own train_step.")
-
     def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
         del num_classes
 
@@ -209,7 +206,6 @@ def make(
     return Method(
         name="simclr",
         init=init,
-        loss=loss,
         train_step=train_step,
         hparams=hp,
         needs_target=False,
