@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import os
 
+from configs.args import parse_args
 from tljax.config import base_config
 
 # "A->B" -> (backbone, backbone_kwargs, image_size, {method: base lr}); TLlib's dann.sh/erm.sh.
@@ -103,15 +104,7 @@ def parse(arg: str, allowed=tuple(_KEYS)) -> dict:
     Raises:
       ValueError: for an item without ``=`` or a key not in ``allowed``.
     """
-    out = {}
-    for item in filter(None, (arg or "").split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in allowed:
-            raise ValueError(
-                f"Bad config argument {item!r}; expected key=value with keys {sorted(allowed)}."
-            )
-        out[key] = _KEYS[key](value)
-    return out
+    return parse_args(arg, _KEYS, allowed)
 
 
 def _method(c, method: str, *, bottleneck: int) -> None:

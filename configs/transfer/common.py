@@ -19,6 +19,7 @@ Strategies are set by the freezing rules (``optim.freeze``); see docs/transfer.m
 
 from __future__ import annotations
 
+from configs.args import parse_args
 from tljax.config import base_config
 
 PRETRAIN_STEPS = 1000
@@ -74,15 +75,7 @@ def parse(arg: str) -> dict:
     Raises:
       ValueError: for an item without ``=`` or an unknown key.
     """
-    out = {}
-    for item in filter(None, (arg or "").split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in _KEYS:
-            raise ValueError(
-                f"Bad config argument {item!r}; expected key=value with keys {sorted(_KEYS)}."
-            )
-        out[key] = _KEYS[key](value)
-    return out
+    return parse_args(arg, _KEYS)
 
 
 def _network(c, bottleneck: int) -> None:
