@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("submitit")
 
+from experiments import submitit_launch as launch
 from experiments import sweep  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,12 +38,12 @@ def test_submitit_jobs_match_in_process_runs(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     # One job with two tasks: a 2-process data-parallel run (started first, to overlap).
-    executor = sweep.make_executor(
+    executor = launch.make_executor(
         str(tmp_path / "submitit2"), "local", timeout_min=10, tasks_per_node=2
     )
     dp = sweep.plan([TINY], ["0"], [], str(tmp_path / "dp"))
-    with sweep._importable_from_jobs():
-        dp_job = executor.submit(sweep.run_job, dp[0], SHORT)
+    with launch._importable_from_jobs():
+        dp_job = executor.submit(launch.run_job, dp[0], SHORT)
 
     # Two runs as two jobs, through the command line.
     jobs_root = tmp_path / "jobs"
@@ -81,10 +82,10 @@ def test_submitit_jobs_match_in_process_runs(tmp_path, monkeypatch):
 
 def test_failed_job_is_reported(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    executor = sweep.make_executor(str(tmp_path / "submitit"), "local", timeout_min=5)
+    executor = launch.make_executor(str(tmp_path / "submitit"), "local", timeout_min=5)
     runs = sweep.plan([TINY], ["0"], [], str(tmp_path))
     # A bad value fails inside the job (config validation), not at submission.
-    failed = sweep.run_submitit(runs, ["train.steps=0"], executor)
+    failed = launch.run_submitit(runs, ["train.steps=0"], executor)
     assert [f.workdir for f in failed] == [os.path.abspath(runs[0].workdir)]
     assert not runs[0].done()
     err = capsys.readouterr().err
