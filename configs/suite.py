@@ -12,6 +12,10 @@ the single-task tables) with the suite's shorter budget for the image tasks:
   ``apt-get install dataset-fashion-mnist``), LeNet, ``STEPS`` steps, a seeded
   subsample of ``FASHION_TRAIN`` / ``FASHION_TEST`` images per split (both domains).
 
+Every cell holds out ``SOURCE_VAL`` of the source training images (seeded) as labelled
+source validation data, so that the report can select by source validation accuracy and
+by DEV (importance-weighted validation risk) beside the target-only scores.
+
 Step-dependent settings follow the budget: the GRL warm-start horizon (``grl_max_iters``)
 is the run's length and ADDA pretrains for a third of it. The whole suite (15 methods × 3
 tasks × 3 seeds) runs with ``bash experiments/suite.sh``; one cell:
@@ -42,6 +46,7 @@ TASKS = ("moons", "digits_m", "fashion_m")
 STEPS = 600  # digits_m and fashion_m
 FASHION_TRAIN = 10000
 FASHION_TEST = 2000
+SOURCE_VAL = 0.1  # fraction of source train held out for model selection
 
 
 def get_config(arg: str = "dann,digits_m"):
@@ -54,6 +59,7 @@ def get_config(arg: str = "dann,digits_m"):
     method, task = parts
     family = "moons" if task == "moons" else "digits_m"
     c = importlib.import_module(f"configs.{method}_{family}").get_config()
+    c.data.source_val_fraction = SOURCE_VAL
     if task == "moons":
         return c
     c.train.steps = STEPS
