@@ -75,6 +75,7 @@ def write_report(
     tables = {
         "results": (report.headline_table(rows, rule, refs), "Target test accuracy (%)"),
         "selection": (report.selection_rules_table(rows), "Target test accuracy (%) by rule"),
+        "runtime": (report.runtime_table(rows), "Wall time per run (s)"),
     }
     written = {}
     for name, (table, caption) in tables.items():
@@ -114,6 +115,9 @@ def write_report(
         "## By model-selection rule",
         "",
         report.to_markdown(tables["selection"][0]),
+        "## Runtime per method",
+        "",
+        report.to_markdown(tables["runtime"][0]),
     ]
     if pads:
         md += ["## Proxy A-distance of test features (lowest seed of each group)", ""]

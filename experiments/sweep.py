@@ -69,6 +69,11 @@ def define_flags() -> None:
         "parallel", 0, "Run in N subprocesses at a time (0: one after the other, in-process)."
     )
     flags.DEFINE_bool(
+        "pin_cores",
+        True,
+        "With --parallel=N: pin each subprocess to its own cores/N CPU cores.",
+    )
+    flags.DEFINE_bool(
         "vmap",
         False,
         "Train the seeds of each config (and grid point) as one vmapped program "
@@ -277,30 +282,58 @@ def run_vmapped(runs: list[RunSpec], overrides: list[str]) -> None:
             print(f"[sweep] {spec.workdir}: target test acc {acc:.1f}% (vmapped)", file=sys.stderr)
 
 
-def run_parallel(runs: list[RunSpec], overrides: list[str], n: int) -> list[RunSpec]:
+def core_slots(n: int) -> list[set[int]] | None:
+    """The CPU cores this process may use, split into ``n`` disjoint slots of equal size
+    (``None`` if there are fewer cores than slots or the platform cannot pin)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < n:
+        return None
+    k = len(cores) // n
+    return [set(cores[i * k : (i + 1) * k]) for i in range(n)]
+
+
+def run_parallel(
+    runs: list[RunSpec], overrides: list[str], n: int, *, pin: bool = True
+) -> list[RunSpec]:
     """Trains the runs as up to ``n`` concurrent subprocesses.
+
+    With ``pin`` (and at least ``n`` cores), each subprocess is pinned to its own
+    ``cores // n`` cores (``sched_setaffinity``), so that XLA:CPU sizes its thread pool to
+    them instead of ``n`` processes each spreading threads over every core.
 
     Returns:
       The runs that failed (their ``run.log`` holds the output).
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    slots = core_slots(n) if pin else None
+    free = list(range(n))
     todo, active, failed = list(runs), [], []
     while todo or active:
         while todo and len(active) < n:
-            spec = todo.pop(0)
+            spec, slot = todo.pop(0), free.pop(0)
             os.makedirs(spec.workdir, exist_ok=True)
             logf = open(os.path.join(spec.workdir, "run.log"), "a")
             cmd = command(spec, overrides)
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-            active.append((spec, proc, logf))
+            pre = None
+            if slots is not None:
+                cores = slots[slot]
+                pre = lambda cores=cores: os.sched_setaffinity(0, cores)  # noqa: E731
+                print(f"[sweep] {spec.workdir}: cores {sorted(cores)}", file=sys.stderr)
+            proc = subprocess.Popen(
+                cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, preexec_fn=pre
+            )
+            active.append((spec, proc, logf, slot))
         time.sleep(0.2)
         for item in list(active):
-            spec, proc, logf = item
+            spec, proc, logf, slot = item
             if proc.poll() is None:
                 continue
             logf.close()
             active.remove(item)
+            free.append(slot)
             status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
             print(f"[sweep] {spec.workdir}: {status}", file=sys.stderr)
             if proc.returncode != 0:
@@ -360,7 +393,7 @@ def main(argv):
         )
         failed = run_submitit(todo, FLAGS.set, executor)
     elif FLAGS.parallel > 0:
-        failed = run_parallel(todo, FLAGS.set, FLAGS.parallel)
+        failed = run_parallel(todo, FLAGS.set, FLAGS.parallel, pin=FLAGS.pin_cores)
     elif FLAGS.vmap:
         run_vmapped(todo, FLAGS.set)
     else:

@@ -59,6 +59,19 @@ def test_headline_table_mean_std_average_and_rule():
         report.headline_table(rows, rule="best")
 
 
+def test_runtime_table_per_method_and_task_with_totals():
+    rows = [_row("t1", "dann", s, 0.5) for s in (0, 1)] + [_row("t2", "dann", 0, 0.5)]
+    rows += [_row("t1", "source_only", 0, 0.1)]
+    rows[0]["wall_time_s"], rows[1]["wall_time_s"], rows[2]["wall_time_s"] = 2.0, 4.0, 10.0
+    t = report.runtime_table(rows)
+    assert t.columns == ["method", "variant", "t1", "t2", "total (s)"]
+    so, dann = t.rows  # source only first
+    assert so[2] == (1.0, 0.0) and so[3] is None and so[4] == 1.0
+    assert dann[2] == pytest.approx((3.0, 1.414214), rel=1e-5) and dann[3] == (10.0, 0.0)
+    assert dann[4] == 16.0
+    assert "| dann | 3.0 ± 1.4 | 10.0 ± 0.0 | 16.0 |" in report.to_markdown(t)
+
+
 def test_published_numbers_beside_ours_with_sources_and_averages():
     refs = references.load()
     rows = [_row(f"office31:{t}", "dann", 0, v / 100 - 0.01) for t, v in O31.items()]
@@ -172,7 +185,7 @@ def test_report_command_writes_tables_and_figures(sweep_dir):
     written = write_report(str(sweep_dir), str(out), max_points=100)
     names = set(os.listdir(out))
     for ext in ("md", "csv", "tex"):
-        assert {f"results.{ext}", f"selection.{ext}"} <= names
+        assert {f"results.{ext}", f"selection.{ext}", f"runtime.{ext}"} <= names
     assert {"curves_moons__dann.png", "curves_moons__source_only.png"} <= names
     assert {"pad_moons.png", "tsne_moons.png", "pad.json", "report.md"} <= names
     assert all(open(out / n, "rb").read(4) == b"\x89PNG" for n in names if n.endswith(".png"))
@@ -181,7 +194,7 @@ def test_report_command_writes_tables_and_figures(sweep_dir):
     assert all(0.0 <= v <= 2.0 for v in pads.values())
     md = (out / "report.md").read_text()
     assert "Headline model selection: **last step**" in md and "(tsne_moons.png)" in md
-    assert "| source_only | " in md and "| moons | " in md
+    assert "| source_only | " in md and "| moons | " in md and "## Runtime per method" in md
     assert written["report.md"] == str(out / "report.md")
     assert plots.curves_name("a->b", "dann", "method.weight=0.1") == (
         "curves_a_to_b__dann__method.weight=0.1.png"

@@ -71,6 +71,8 @@ def test_two_by_two_sweep_then_rerun_skips_and_parallel_adds_runs(tmp_path):
     out = _cli(*args, "--seeds=0,1,2", "--grid=method.weight=0.1")
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr.count("done, skipped") == 2, out.stderr[-3000:]
+    if len(os.sched_getaffinity(0)) >= 2:  # each subprocess pinned to its own cores
+        assert "seed_2: cores [" in out.stderr, out.stderr[-3000:]
     new = tmp_path / "tiny_dann_moons" / "method.weight=0.1" / "seed_2"
     assert (new / "results.json").exists() and (new / "run.log").exists()
     # The subprocess run has the config the in-process one would have had.
@@ -86,6 +88,15 @@ def test_two_by_two_sweep_then_rerun_skips_and_parallel_adds_runs(tmp_path):
     out = _cli(*args[:2], *args[3:], "--seeds=0,1", "--grid=method.weight=0.1,1.0")
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr.count("done, skipped") == 4 and "target test acc" not in out.stderr
+
+
+def test_core_slots_split_the_allowed_cores_disjointly():
+    cores = sorted(os.sched_getaffinity(0))
+    slots = sweep.core_slots(len(cores))
+    assert [sorted(s) for s in slots] == [[c] for c in cores]
+    one = sweep.core_slots(1)
+    assert one == [set(cores)]
+    assert sweep.core_slots(len(cores) + 1) is None
 
 
 def test_vmapped_sweep_matches_sequential_runs(tmp_path):

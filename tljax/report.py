@@ -322,6 +322,38 @@ def selection_rules_table(rows: list[dict]) -> Table:
     return Table(["task", "method", "variant", *rules, "runs"], out, notes)
 
 
+def runtime_table(rows: list[dict]) -> Table:
+    """Wall time per run (s, mean ± std over seeds) of each method (rows) on each task
+    (columns), and each method's total over all its runs: what a sweep costs per method.
+
+    ``wall_time_s`` is a run's training loop (compilation included, process start and data
+    loading not), measured as the sweep ran it (in parallel processes, or a vmapped
+    group's time divided by its members)."""
+    groups = group_runs(rows)
+    tasks = list(dict.fromkeys(t for t, _, _ in groups))
+    methods = list(
+        dict.fromkeys(
+            (m, v) for _, m, v in sorted(groups, key=lambda k: _method_order(("", *k[1:])))
+        )
+    )
+    out = []
+    for method, variant in methods:
+        cells = [method, variant]
+        total = 0.0
+        for task in tasks:
+            rs = groups.get((task, method, variant), [])
+            times = [r["wall_time_s"] for r in rs if r.get("wall_time_s") is not None]
+            cells.append(mean_std(times) if times else None)
+            total += sum(times)
+        cells.append(total)
+        out.append(cells)
+    notes = [
+        "Seconds per run of the training loop (compilation included; process start and "
+        "data loading not), as the sweep ran it; total: the sum over the method's runs."
+    ]
+    return Table(["method", "variant", *tasks, "total (s)"], out, notes)
+
+
 def _fmt(cell, digits: int = 1) -> str:
     if cell is None:
         return "–"
