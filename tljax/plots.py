@@ -212,8 +212,12 @@ def tsne_plot(
     from threadpoolctl import threadpool_limits
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(features), figsize=(4 * len(features), 4), squeeze=False)
-    for ax, (label, f) in zip(axes[0], features.items()):
+    cols = min(len(features), 5)
+    rows = -(-len(features) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.6 * rows + 0.4), squeeze=False)
+    for ax in axes.flat[len(features) :]:
+        ax.axis("off")
+    for ax, (label, f) in zip(axes.flat, features.items()):
         x = np.concatenate([f["source"], f["target"]]).astype(np.float64)
         perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
         with threadpool_limits(threads, user_api="openmp"):
