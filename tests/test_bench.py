@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import bench
+from experiments import bench, bench_records
 from tests.configs import tiny
 from tljax.loop import build
 
@@ -30,11 +30,12 @@ def test_records_have_all_fields_and_scan_matches_single_steps(moons):
         config, parts, inputs=("synthetic", "pipeline"), ks=(1, 2), steps=4, warmup=2
     )
     bench.measure(runners, blocks=2)
-    machine = bench.machine_info()
+    machine = bench_records.machine_info()
     records = [
-        bench.summarize(r, config, parts, config_name="tiny", machine=machine) for r in runners
+        bench_records.summarize(r, config, parts, config_name="tiny", machine=machine)
+        for r in runners
     ]
-    bench.add_ratios(records)
+    bench_records.add_ratios(records)
     assert [(r["steps_per_call"], r["input"]) for r in records] == [
         (1, "synthetic"),
         (1, "pipeline"),
@@ -42,7 +43,7 @@ def test_records_have_all_fields_and_scan_matches_single_steps(moons):
         (2, "pipeline"),
     ]
     for r in records:
-        assert set(bench.FIELDS) <= set(r), set(bench.FIELDS) - set(r)
+        assert set(bench_records.FIELDS) <= set(r), set(bench_records.FIELDS) - set(r)
         assert r["blocks"] == 2 and len(r["block_s"]) == 2
         for key in ("steps_per_s", "img_per_s", "ms_per_step"):
             s = r[key]
@@ -53,7 +54,7 @@ def test_records_have_all_fields_and_scan_matches_single_steps(moons):
         # no peak memory / peak FLOP/s on the CPU: null, with the reason
         assert r["mfu"] is None and "cpu" in r["mfu_note"]
         assert r["peak_bytes_in_use"] is None and r["peak_memory_note"]
-    assert "| tljax | jit+scan | pipeline | 2 |" in bench.markdown(records)
+    assert "| tljax | jit+scan | pipeline | 2 |" in bench_records.markdown(records)
 
     # K steps in one scanned call = K single-step calls (same batches, same start).
     one, two = runners[0].program, runners[2].program
@@ -74,10 +75,10 @@ def test_peak_flops_table():
     class Dev:
         platform, device_kind = "gpu", "NVIDIA H100 80GB HBM3"
 
-    assert bench.peak_flops(Dev(), "bfloat16")[0] == 989e12
+    assert bench_records.peak_flops(Dev(), "bfloat16")[0] == 989e12
     Dev.device_kind = "NVIDIA H200"
-    assert bench.peak_flops(Dev(), "float32")[0] == 67e12
-    value, note = bench.peak_flops(jax.devices("cpu")[0], "float32")
+    assert bench_records.peak_flops(Dev(), "float32")[0] == 67e12
+    value, note = bench_records.peak_flops(jax.devices("cpu")[0], "float32")
     assert value is None and "cpu" in note
 
 
