@@ -105,7 +105,7 @@ def test_unknown_method_lists_valid_ones(tmp_path):
         f"--workdir={tmp_path}",
         "--config.method.name=danny",
     )
-    assert out.returncode == 1
+    assert out.returncode == 1, out.stderr[-3000:]
     assert "Unknown method 'danny'" in out.stderr and "source_only" in out.stderr
 
 
@@ -119,7 +119,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
         "--config.optim.warmup_steps=100000",
         "--config.train.steps=400",
     )
-    assert out.returncode == 1
+    assert out.returncode == 1, out.stderr[-3000:]
     match = re.search(r"NaN/Inf at step (\d+).*checkpoint \(step (\d+)\)", out.stderr)
     assert match, out.stderr[-2000:]
     bad, kept = int(match.group(1)), int(match.group(2))
@@ -155,6 +155,6 @@ def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
         p.write_bytes(b"\0garbage")
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     out = cli(cfg, f"--workdir={tmp_path}", "--config.train.steps=60")
-    assert out.returncode == 1
+    assert out.returncode == 1, out.stderr[-3000:]
     assert "Cannot restore checkpoint step 40" in out.stderr, out.stderr[-2000:]
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before

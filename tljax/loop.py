@@ -399,42 +399,45 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
         return distributed.put_global(next(stream), batch_sharding)
 
     # Checkpoints store the state after the *consumed* batches (not the prefetched ones).
-    feed = Prefetcher(produce, stream.get_state, depth=config.data.prefetch)
-    while step < t.steps:
-        batch = next(feed)
-        state, metrics = train(state, batch)
-        step += k
-        pending.append(metrics)
-        if compile_s is None:
-            jax.block_until_ready(state.step)
-            compile_s = time.perf_counter() - tic
-            t_window = time.perf_counter()
-        if bar is not None:
-            bar.update(k)
-        if step % t.log_every == 0 or step >= t.steps:
-            host = jax.device_get(pending)
-            pending = []
-            bad = int(jax.device_get(state.nonfinite_step))
-            if bad >= 0:
-                raise FloatingPointError(
-                    f"The loss became NaN/Inf at step {bad}; stopping. The last good "
-                    f"checkpoint (step {last_ckpt}) is kept in {ckpt.directory}."
-                )
-            avg = {m: float(np.mean([np.mean(h[m]) for h in host])) for m in host[0]}
-            now = time.perf_counter()
-            avg["steps_per_s"] = len(host) * k / max(now - t_window, 1e-9)
-            t_window = now
-            logger.write(step, "train", avg)
+    # The prefetch thread is stopped on every way out (an error included): a thread still
+    # feeding the device while the interpreter shuts down can abort the process.
+    with Prefetcher(produce, stream.get_state, depth=config.data.prefetch) as feed:
+        while step < t.steps:
+            batch = next(feed)
+            state, metrics = train(state, batch)
+            step += k
+            pending.append(metrics)
+            if compile_s is None:
+                jax.block_until_ready(state.step)
+                compile_s = time.perf_counter() - tic
+                t_window = time.perf_counter()
             if bar is not None:
-                bar.set_postfix(loss=f"{avg['loss']:.3f}", src_acc=f"{avg['source_acc']:.2f}")
-        if step % t.eval_every == 0 or step >= t.steps:
-            logger.write(
-                step, "eval", _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size)
-            )
-        if step % t.checkpoint_every == 0 or step >= t.steps:
-            ckpt.save(step, _state_to_tree(state), {"stream": feed.get_state()})
-            last_ckpt = step
-    feed.close()
+                bar.update(k)
+            if step % t.log_every == 0 or step >= t.steps:
+                host = jax.device_get(pending)
+                pending = []
+                bad = int(jax.device_get(state.nonfinite_step))
+                if bad >= 0:
+                    raise FloatingPointError(
+                        f"The loss became NaN/Inf at step {bad}; stopping. The last good "
+                        f"checkpoint (step {last_ckpt}) is kept in {ckpt.directory}."
+                    )
+                avg = {m: float(np.mean([np.mean(h[m]) for h in host])) for m in host[0]}
+                now = time.perf_counter()
+                avg["steps_per_s"] = len(host) * k / max(now - t_window, 1e-9)
+                t_window = now
+                logger.write(step, "train", avg)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{avg['loss']:.3f}", src_acc=f"{avg['source_acc']:.2f}")
+            if step % t.eval_every == 0 or step >= t.steps:
+                logger.write(
+                    step,
+                    "eval",
+                    _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size),
+                )
+            if step % t.checkpoint_every == 0 or step >= t.steps:
+                ckpt.save(step, _state_to_tree(state), {"stream": feed.get_state()})
+                last_ckpt = step
     if bar is not None:
         bar.close()
     final = _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size, selection=False)
