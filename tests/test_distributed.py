@@ -87,6 +87,14 @@ def test_two_processes_match_one_process(tmp_path):
     try:
         for p in procs:
             outs.append(p.communicate(timeout=240)[0])
+    except subprocess.TimeoutExpired:  # say where each process was, not only that it hung
+        for p in procs:
+            p.kill()
+        tails = [
+            f"--- process {i} ---\n{(p.communicate()[0] or '')[-3000:]}"
+            for i, p in enumerate(procs)
+        ]
+        pytest.fail("timed out after 240 s:\n" + "\n".join(tails))
     finally:
         for p in procs:
             if p.poll() is None:
