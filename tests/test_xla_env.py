@@ -22,7 +22,7 @@ text = jax.jit(jax.grad(f, argnums=1)).lower(x, w).compile().as_text()
 print(tljax.XLA_ENV, "|", os.environ.get("XLA_FLAGS", ""), "|", "ynn_fusion" in text)
 """
 
-tested = pytest.mark.skipif(
+_tested = pytest.mark.skipif(
     not jaxlib.version.__version__.startswith(xla_env.TESTED_JAXLIB),
     reason=f"jaxlib {jaxlib.version.__version__} is not one tljax sets the flag for",
 )
@@ -42,19 +42,19 @@ def _probe(**env):
     return state, flags, ynn == "True"
 
 
-@tested
+@_tested
 def test_import_applies_the_flag_and_the_program_has_no_ynn_fusion():
     state, flags, ynn = _probe()
     assert state == "applied" and flags == xla_env.YNN_FLAG and not ynn
 
 
-@tested
+@_tested
 def test_opt_out_keeps_xla_default():
     state, flags, ynn = _probe(TLJAX_CPU_YNN="1")
     assert state == "opted out" and flags == "" and ynn  # XLA's default fuses into YNN
 
 
-@tested
+@_tested
 def test_user_flags_are_kept():
     # any value of the flag is the user's: tljax leaves XLA_FLAGS untouched
     mine = "--xla_cpu_experimental_ynn_fusion_type=+some_type"
