@@ -163,3 +163,13 @@ def test_torch_resnet50_dann():
     )
     torch.manual_seed(0)
     assert math.isfinite(trainer.step(*trainer.synthetic(2)))
+
+
+def test_profile_step_sums_named_ops(moons, tmp_path):
+    from experiments import profile_step
+
+    config, _ = moons
+    res = profile_step.profile(config, steps=2, trace_dir=str(tmp_path))
+    assert res["steps"] == 2 and res["block_s"] > 0
+    assert res["ops"] and all(v >= 0 for v in res["ops"].values())
+    assert sum(res["ops"].values()) < 4 * res["block_s"]  # two host threads at most, padded

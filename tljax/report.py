@@ -331,11 +331,7 @@ def runtime_table(rows: list[dict]) -> Table:
     group's time divided by its members)."""
     groups = group_runs(rows)
     tasks = list(dict.fromkeys(t for t, _, _ in groups))
-    methods = list(
-        dict.fromkeys(
-            (m, v) for _, m, v in sorted(groups, key=lambda k: _method_order(("", *k[1:])))
-        )
-    )
+    methods = sorted({(m, v) for _, m, v in groups}, key=lambda mv: _method_order(("", *mv)))
     out = []
     for method, variant in methods:
         cells = [method, variant]

@@ -16,9 +16,10 @@ therefore adds ``--xla_cpu_experimental_ynn_fusion_type=`` (no YNN fusions) to
 * ``XLA_FLAGS`` does not emulate several CPU devices
   (``--xla_force_host_platform_device_count`` above 1): in that SPMD setting the
   no-YNN program's first DANN update on 8 emulated devices differed from the 1-device one
-  by up to 3% in the discriminator's hidden layers (with YNN: 2e-5), which is not
-  understood, so XLA's default is kept there (multi-process runs, one CPU device each,
-  match 1 process to 1e-5 with the flag: ``tests/test_distributed.py``);
+  at the percent level in the discriminator's hidden layers (with YNN: at float
+  rounding), which is not understood, so XLA's default is kept there (multi-process
+  runs, one CPU device each, match 1 process to 1e-5 with the flag:
+  ``tests/test_distributed.py``);
 * ``TLJAX_CPU_YNN`` is not set to ``1`` (set it to keep XLA's default).
 
 The flag only concerns the CPU backend; GPU and TPU programs are unaffected.

@@ -24,8 +24,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     gradient of ``reduce_window`` (select-and-scatter) is about half as fast. The gradient
     goes to the *first* maximum of each window in row-major order, as in PyTorch's and
     cuDNN's max-pool; JAX's own derivative of ``max`` would split it among tied maxima,
-    which costs a count and a division over the whole input (for (256, 24, 24, 32) on 2
-    CPU cores: 4.6 ms for this gradient against 7.5 ms). Without ties the two are equal.
+    which costs a count and a division over the whole input (``docs/benchmarks.md``,
+    series 3). Without ties the two are equal.
     """
     n, h, w, c = x.shape
     x = x[:, : h // 2 * 2, : w // 2 * 2]
