@@ -33,3 +33,30 @@ def test_warm_start_schedule_formula():
         np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert float(warm_start_coefficient(0)) == pytest.approx(0.0)
     assert float(warm_start_coefficient(10**7)) == pytest.approx(1.0)
+
+
+def _old_sigmoid_form(i, lo, hi, alpha, n):
+    """The float32 sigmoid form the schedule used before (kept to show what the test catches)."""
+    i = jnp.asarray(i, jnp.float32)
+    span = hi - lo
+    return 2.0 * span / (1.0 + jnp.exp(-alpha * i / n)) - span + lo
+
+
+@pytest.mark.parametrize("lo,hi,alpha,n", [(0.0, 1.0, 1.0, 1000.0), (0.0, 0.1, 10.0, 5000.0)])
+def test_warm_start_coefficient_is_float32_accurate_at_small_steps(lo, hi, alpha, n):
+    steps = np.array([1, 2, 3, 5, 10, 50, 100])
+    # float64 reference of the paper's formula.
+    ref = 2 * (hi - lo) / (1 + np.exp(-alpha * steps / n)) - (hi - lo) + lo
+    got = np.array(
+        [float(warm_start_coefficient(i, lo=lo, hi=hi, alpha=alpha, max_iters=n)) for i in steps]
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=0)
+    old = np.array([float(_old_sigmoid_form(i, lo, hi, alpha, n)) for i in steps])
+    # The sigmoid form loses ~1e-4 relative precision here (why it was replaced).
+    assert np.max(np.abs(old - ref) / ref) > 1e-5
+
+
+def test_warm_start_coefficient_traced_step_is_float32():
+    c = jax.jit(lambda s: warm_start_coefficient(s, lo=0.0, hi=1.0))(jnp.int32(3))
+    assert c.dtype == jnp.float32
+    np.testing.assert_allclose(float(c), np.tanh(3 / 2000), rtol=1e-6)
