@@ -114,6 +114,41 @@ def test_mcd_discrepancy_gradient_reaches_the_features():
     assert any_changed(before, subtree(p, "model/backbone/"))
 
 
+@pytest.mark.parametrize("kind", ["class_balance", "per_sample"])
+def test_mcd_entropy_term_matches_numpy(kind):
+    # Stage A's loss with the entropy term minus without it = w·(H(C1(x_t)) + H(C2(x_t))).
+    from flax import nnx
+
+    from tljax.train import forward_domains
+
+    s = setup("mcd", weight_decay=0.0)
+    batch = random_batch()
+    args = (s.state.params, s.state.rest, s.state.opt_state, batch)
+
+    def loss_a(w):
+        stages = mcd.make_stages(
+            model=s.graphs, tx=s.tx, frozen=s.frozen, weight=1.0, entropy_weight=w, entropy=kind
+        )
+        return float(jax.jit(stages[0])(*args)[4]["loss_a"])
+
+    net = nnx.merge(s.graphs.train_graph, s.state.params, s.state.rest)
+    _, tgt = forward_domains(net, batch)
+    heads = [np.asarray(tgt.logits, np.float64), np.asarray(net.method(tgt.features), np.float64)]
+    p = [np.exp(z - z.max(1, keepdims=True)) for z in heads]
+    p = [q / q.sum(1, keepdims=True) for q in p]
+    if kind == "class_balance":  # TLlib: -mean_c log(mean_i p_ic + 1e-6)
+        h = [-np.mean(np.log(q.mean(0) + 1e-6)) for q in p]
+    else:
+        h = [np.mean(-np.sum(q * np.log(q), 1)) for q in p]
+    np.testing.assert_allclose(loss_a(0.5) - loss_a(0.0), 0.5 * sum(h), rtol=2e-4)
+
+
+def test_mcd_entropy_default_is_tllibs_class_balance_and_unknown_is_refused():
+    assert mcd.make().hparams["entropy"] == "class_balance"
+    with pytest.raises(ValueError, match=r"entropy='batch'.*\['class_balance', 'per_sample'\]"):
+        mcd.make(entropy="batch")
+
+
 # -- ADDA -------------------------------------------------------------------------------
 
 

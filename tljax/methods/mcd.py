@@ -12,8 +12,16 @@ every iteration makes three kinds of update (the paper's steps, TLlib's code):
 
 ``λ`` is the config's ``method.weight`` (TLlib's ``--trade-off``, 1). As TLlib, steps A and
 B also add ``entropy_weight · (H(C1(x_t)) + H(C2(x_t)))`` (``--trade-off-entropy 0.01``; the
-paper has no entropy term: set 0). Each update is a forward pass in training mode on
-source and target concatenated (BatchNorm statistics are updated each time, as in TLlib).
+paper has no entropy term: set 0). By default (``entropy="class_balance"``) ``H`` is TLlib's
+MCD ``entropy`` (``tllib/alignment/mcd.py``:
+``-torch.mean(torch.log(torch.mean(predictions, 0) + 1e-6))``), a term on the *batch-mean*
+prediction ``p̄``: ``H = −1/C Σ_c log(p̄_c + 1e-6)``, which favours predicting all classes
+equally often (:func:`tljax.losses.discrepancy.class_balance_entropy`).
+``entropy="per_sample"`` uses the mean per-sample Shannon entropy ``1/B Σ_i H(p_i)``
+instead (:func:`tljax.losses.entropy.entropy`; tljax's default before, which pushes each
+prediction to be confident rather than the batch to be balanced). Each update is a forward
+pass in training mode on source and target concatenated (BatchNorm statistics are updated
+each time, as in TLlib).
 
 The state has one optimizer state; each stage updates only its own leaves (parameters and
 optimizer moments) and leaves the others bitwise unchanged, with one learning rate
@@ -29,11 +37,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tljax.losses.discrepancy import classifier_discrepancy
-from tljax.losses.entropy import entropy
+from tljax.losses.discrepancy import class_balance_entropy, classifier_discrepancy
+from tljax.losses.entropy import entropy as per_sample_entropy
 from tljax.methods import _steps
 from tljax.methods.base import Method, ModelInfo
 from tljax.train import forward_domains
+
+# ``make(entropy=...)``: the target term of steps A and B.
+ENTROPY_TERMS = {"class_balance": class_balance_entropy, "per_sample": per_sample_entropy}
 
 
 def is_classifier(path: str) -> bool:
@@ -50,6 +61,7 @@ def make_stages(
     compute_dtype=None,
     num_k: int = 4,
     entropy_weight: float = 0.01,
+    entropy: str = "class_balance",
 ):
     """The three stages as pure functions ``(params, rest, opt_state, batch) ->
     (params, rest, opt_state, stepped_opt_state, metrics)`` (exposed for tests).
@@ -58,6 +70,7 @@ def make_stages(
       ``(stage_a, stage_b, stage_c)``; ``stage_c`` runs its ``num_k`` updates and returns
       ``None`` for the stepped optimizer state (counters advance with stage A's).
     """
+    entropy_fn = ENTROPY_TERMS[entropy]
 
     def outputs(params, rest, batch, fixed):
         p = _steps.stop_gradient_where(params, _steps.mask_or(frozen, fixed))
@@ -69,7 +82,9 @@ def make_stages(
 
     def source_terms(ys, yt, labels):
         ce = _steps.cross_entropy(ys[0], labels) + _steps.cross_entropy(ys[1], labels)
-        return ce + entropy_weight * (entropy(yt[0]) + entropy(yt[1])) if entropy_weight else ce
+        if not entropy_weight:
+            return ce
+        return ce + entropy_weight * (entropy_fn(yt[0]) + entropy_fn(yt[1]))
 
     def update(loss_fn, params, rest, opt_state, batch, mask):
         grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(params, rest, batch)
@@ -120,22 +135,27 @@ def make_stages(
     return stage_a, stage_b, stage_c
 
 
-def make(*, num_k: int = 4, entropy_weight: float = 0.01) -> Method:
+def make(*, num_k: int = 4, entropy_weight: float = 0.01, entropy: str = "class_balance") -> Method:
     """Builds MCD.
 
     Args:
       num_k: number of feature-extractor updates (step C) per iteration.
-      entropy_weight: weight of the target entropy of both heads in steps A and B
+      entropy_weight: weight of the target entropy term of both heads in steps A and B
         (TLlib: 0.01; the paper: 0).
+      entropy: ``"class_balance"`` (TLlib's MCD term on the batch-mean prediction) or
+        ``"per_sample"`` (mean per-sample Shannon entropy).
 
     Raises:
-      ValueError: for ``num_k < 1`` or a negative ``entropy_weight``.
+      ValueError: for ``num_k < 1``, a negative ``entropy_weight`` or an unknown
+        ``entropy``.
     """
     if not isinstance(num_k, int) or num_k < 1 or not entropy_weight >= 0:
         raise ValueError(
             f"mcd: need an int num_k >= 1 and entropy_weight >= 0, got num_k={num_k!r}, "
             f"entropy_weight={entropy_weight!r}."
         )
+    if entropy not in ENTROPY_TERMS:
+        raise ValueError(f"mcd: entropy={entropy!r}; valid: {sorted(ENTROPY_TERMS)}.")
 
     def init(rngs: nnx.Rngs, info: ModelInfo) -> nnx.Linear:
         return nnx.Linear(info.feature_dim, info.num_classes, rngs=rngs)
@@ -150,6 +170,7 @@ def make(*, num_k: int = 4, entropy_weight: float = 0.01) -> Method:
             compute_dtype=compute_dtype,
             num_k=num_k,
             entropy_weight=entropy_weight,
+            entropy=entropy,
         )
 
         def step(state, batch, rng=None):
@@ -173,5 +194,5 @@ def make(*, num_k: int = 4, entropy_weight: float = 0.01) -> Method:
 
         return step
 
-    hp = dict(num_k=num_k, entropy_weight=entropy_weight)
+    hp = dict(num_k=num_k, entropy_weight=entropy_weight, entropy=entropy)
     return Method(name="mcd", init=init, train_step=train_step, hparams=hp)
