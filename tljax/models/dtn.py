@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tljax.models.norm import BatchNorm
+
 BN_MOMENTUM = 0.9  # = 1 - PyTorch's momentum 0.1
 BN_EPS = 1e-5
 
@@ -93,13 +95,13 @@ class DTN(nnx.Module):
                 nnx.Conv(c, width, kernel_size=(5, 5), strides=(2, 2),
                          padding=((2, 2), (2, 2)), **_init(25 * c), rngs=rngs)
             )  # fmt: skip
-            norms.append(nnx.BatchNorm(width, momentum=BN_MOMENTUM, epsilon=BN_EPS, rngs=rngs))
+            norms.append(BatchNorm(width, momentum=BN_MOMENTUM, epsilon=BN_EPS, rngs=rngs))
             drops.append(nnx.Dropout(rate, broadcast_dims=(1, 2), rngs=rngs))
             c = width
             h, w = (h + 1) // 2, (w + 1) // 2
         self.convs, self.norms, self.conv_drops = nnx.List(convs), nnx.List(norms), nnx.List(drops)
         self.fc = nnx.Linear(h * w * c, feature_dim, **_init(h * w * c), rngs=rngs)
-        self.fc_norm = nnx.BatchNorm(feature_dim, momentum=BN_MOMENTUM, epsilon=BN_EPS, rngs=rngs)
+        self.fc_norm = BatchNorm(feature_dim, momentum=BN_MOMENTUM, epsilon=BN_EPS, rngs=rngs)
         self.fc_drop = nnx.Dropout(dropout, rngs=rngs)
         self.feature_dim = feature_dim
 

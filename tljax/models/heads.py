@@ -6,13 +6,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tljax.models.norm import BatchNorm
+
 
 class Bottleneck(nnx.Module):
     """``Linear → BatchNorm → ReLU`` (TLlib's 256-wide bottleneck)."""
 
     def __init__(self, in_dim: int, dim: int, *, rngs: nnx.Rngs):
         self.linear = nnx.Linear(in_dim, dim, rngs=rngs)
-        self.bn = nnx.BatchNorm(dim, momentum=0.9, rngs=rngs)
+        self.bn = BatchNorm(dim, momentum=0.9, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return nnx.relu(self.bn(self.linear(x)))
@@ -35,7 +37,7 @@ class DomainDiscriminator(nnx.Module):
         dims = [in_dim, *hidden]
         self.linears = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
         self.norms = nnx.List(
-            [nnx.BatchNorm(b, momentum=0.9, rngs=rngs) for b in hidden] if batch_norm else []
+            [BatchNorm(b, momentum=0.9, rngs=rngs) for b in hidden] if batch_norm else []
         )
         self.out = nnx.Linear(dims[-1], 1, rngs=rngs)
 

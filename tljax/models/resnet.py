@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tljax.models.norm import BatchNorm
+
 
 def host_normal_init(stddev: Callable[[tuple[int, ...]], float]) -> Callable:
     """An untruncated normal initializer ``N(0, stddev(shape)^2)`` drawn on the host.
@@ -81,9 +83,9 @@ def conv(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, rngs: nnx.Rng
     )
 
 
-def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
+def batch_norm(features: int, *, rngs: nnx.Rngs) -> BatchNorm:
     """``nnx.BatchNorm`` with PyTorch's defaults (eps 1e-5, momentum 0.1)."""
-    return nnx.BatchNorm(features, epsilon=BN_EPS, momentum=BN_MOMENTUM, rngs=rngs)
+    return BatchNorm(features, epsilon=BN_EPS, momentum=BN_MOMENTUM, rngs=rngs)
 
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
