@@ -1,5 +1,7 @@
 """Parsing of config-file arguments: ``configs/x.py:key=value,key=value``."""
 
+from tljax.errors import ConfigError
+
 
 def parse_args(arg: str, types: dict, allowed=None) -> dict:
     """``"a=1,b=x"`` → ``{"a": types["a"]("1"), "b": types["b"]("x")}``.
@@ -10,15 +12,25 @@ def parse_args(arg: str, types: dict, allowed=None) -> dict:
       allowed: the accepted keys (default: all of ``types``).
 
     Raises:
-      ValueError: for an item without ``=`` or a key not in ``allowed``.
+      ConfigError: (a ``ValueError``) for an item without ``=``, a key not in ``allowed``
+        (with the closest one), or a value its converter rejects.
     """
+    import difflib
+
     allowed = tuple(types) if allowed is None else tuple(allowed)
     out = {}
     for item in filter(None, (arg or "").split(",")):
         key, sep, value = item.partition("=")
         if not sep or key not in allowed:
-            raise ValueError(
-                f"Bad config argument {item!r}; expected key=value with keys {sorted(allowed)}."
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close and sep else ""
+            raise ConfigError(
+                f"Bad config argument {item!r}; expected key=value with keys "
+                f"{sorted(allowed)}.{hint}"
             )
-        out[key] = types[key](value)
+        try:
+            out[key] = types[key](value)
+        except (TypeError, ValueError) as e:
+            kind = getattr(types[key], "__name__", str(types[key]))
+            raise ConfigError(f"Bad config argument {item!r}: {key} takes {kind} ({e}).") from e
     return out

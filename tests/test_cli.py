@@ -105,7 +105,7 @@ def test_unknown_method_lists_valid_ones(tmp_path):
         f"--workdir={tmp_path}",
         "--config.method.name=danny",
     )
-    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.returncode == 2, out.stderr[-3000:]
     assert "Unknown method 'danny'" in out.stderr and "source_only" in out.stderr
 
 
@@ -143,7 +143,7 @@ def test_changed_config_in_existing_workdir_is_refused(tmp_path):
     cfg = "--config=tests/configs/tiny.py:source_only,moons"
     assert cli(cfg, f"--workdir={tmp_path}").returncode == 0
     out = cli(cfg, f"--workdir={tmp_path}", "--config.optim.lr=0.5")
-    assert out.returncode == 1 and "optim.lr" in out.stderr
+    assert out.returncode == 2 and "optim.lr" in out.stderr
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
@@ -155,6 +155,6 @@ def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(tmp_path):
         p.write_bytes(b"\0garbage")
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     out = cli(cfg, f"--workdir={tmp_path}", "--config.train.steps=60")
-    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.returncode == 2, out.stderr[-3000:]
     assert "Cannot restore checkpoint step 40" in out.stderr, out.stderr[-2000:]
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before

@@ -1,15 +1,22 @@
 """The configuration schema shared by every experiment.
 
 ``base_config()`` lists every field with its default; a config file starts from it and
-overrides fields. :func:`validate` rejects unknown keys (with the closest valid key) and
-bad values before anything runs.
+overrides fields. :func:`validate` rejects unknown keys (with the closest valid key), bad
+values, unknown methods or method hyperparameters, and paths that do not exist, before
+anything runs or is written. Its errors are :class:`tljax.errors.ConfigError` /
+:class:`tljax.errors.UserFileNotFoundError`, which the command line reports as one line.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
+import os
 
 import ml_collections
+
+from tljax.errors import ConfigError, UserFileNotFoundError
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -87,6 +94,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_batch_size = 500
     c.train.progress = True
     c.train.tensorboard = True
+    # True: bit-reproducible on every backend (GPU: XLA's deterministic ops; CPU: a fixed
+    # 1-thread XLA pool, PJRT_NPROC=1; highest matmul precision). Set before any JAX
+    # computation in the process: tljax.xla_env.apply_deterministic.
+    c.train.deterministic = False
     return c
 
 
@@ -127,55 +138,184 @@ def flatten(config, prefix: str = "") -> dict:
     return out
 
 
-def validate(config) -> None:
-    """Checks ``config`` against :func:`base_config`.
+def _did_you_mean(name: str, valid) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def method_hparam_defaults(name: str) -> dict | None:
+    """``{hyperparameter: default}`` of method ``name`` (the keyword arguments of its
+    ``make``; a parameter without a default maps to ``inspect.Parameter.empty``), or
+    ``None`` when ``make`` takes ``**kwargs`` (any name may be valid).
 
     Raises:
-      ValueError: on an unknown key (with the closest valid one) or a bad value.
+      ConfigError: if ``name`` is not a method (the message lists the valid ones).
+    """
+    from tljax import methods
+
+    valid = methods.names()
+    if name not in valid:
+        raise ConfigError(
+            f"Unknown method {name!r} (config.method.name).{_did_you_mean(name, valid)} "
+            f"Valid methods: {valid}."
+        )
+    make = importlib.import_module(f"tljax.methods.{name}").make
+    params = inspect.signature(make).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {
+        p.name: p.default
+        for p in params
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def check_method_hparam(method: str, key: str, *, source: str = "") -> None:
+    """Raises :class:`ConfigError` unless ``key`` is a hyperparameter of ``method``.
+
+    Args:
+      method: the method's name.
+      key: the hyperparameter name.
+      source: where ``key`` came from (e.g. the command-line flag), for the message.
+    """
+    defaults = method_hparam_defaults(method)
+    if defaults is None or key in defaults:
+        return
+    where = f" (from {source})" if source else ""
+    raise ConfigError(
+        f"Method {method!r} has no hyperparameter {key!r}{where}.{_did_you_mean(key, defaults)} "
+        f"Valid: {sorted(defaults)}."
+    )
+
+
+def _check_positive_ints(config, names: dict[str, int]) -> None:
+    """``names``: ``{"train.steps": minimum}``; each must be an int (not a bool) >= minimum."""
+    for name, minimum in names.items():
+        section, key = name.split(".")
+        value = config[section][key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"config.{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_backbone_kwargs(backbone: str, kwargs) -> None:
+    """Every ``model.backbone_kwargs`` key must be a keyword argument of the backbone."""
+    from tljax.models import get_backbone_factory
+
+    params = inspect.signature(get_backbone_factory(backbone)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    valid = sorted(
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and p.name not in ("input_shape", "rngs")  # passed by build_classifier
+    )
+    for key in kwargs:
+        if key not in valid:
+            raise ConfigError(
+                f"Backbone {backbone!r} takes no argument {key!r} "
+                f"(config.model.backbone_kwargs.{key}).{_did_you_mean(key, valid)} "
+                f"Valid: {valid}."
+            )
+
+
+def _check_paths(config) -> None:
+    """The files a run reads must exist (checked before anything is created)."""
+    init_from = config.model.init_from
+    if init_from:
+        path = os.path.abspath(os.path.expanduser(init_from))
+        if not os.path.isdir(path):
+            raise UserFileNotFoundError(
+                f"config.model.init_from={init_from!r} does not exist; expected the workdir "
+                "of a tljax run (it holds checkpoints/)."
+            )
+        if not os.path.isdir(os.path.join(path, "checkpoints")):
+            raise UserFileNotFoundError(
+                f"config.model.init_from={init_from!r} has no checkpoints/; expected the "
+                "workdir of a tljax run that saved a checkpoint. Train that run first."
+            )
+    pretrained = config.model.pretrained
+    if pretrained and not os.path.exists(os.path.expanduser(pretrained)):
+        raise UserFileNotFoundError(
+            f"config.model.pretrained={pretrained!r} does not exist; expected a weights file "
+            "(.safetensors, .pth) or a Hugging Face model directory."
+        )
+
+
+def validate(config) -> None:
+    """Checks ``config`` against :func:`base_config`, the method registry and the file
+    system, without writing anything.
+
+    Raises:
+      ConfigError: (a ``ValueError``) on an unknown key (with the closest valid one), a
+        bad value, an unknown method, backbone or method hyperparameter (with the valid
+        names).
+      UserFileNotFoundError: (a ``FileNotFoundError``) if ``model.init_from`` or
+        ``model.pretrained`` does not exist.
     """
     valid = flatten(base_config())
     given = flatten(config)
     for key in given:
         if key not in valid:
-            close = difflib.get_close_matches(key, list(valid), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"Unknown config key {key!r}.{hint}")
+            raise ConfigError(f"Unknown config key {key!r}.{_did_you_mean(key, valid)}")
+    _check_positive_ints(
+        config,
+        {
+            "train.steps": 1,
+            "train.steps_per_call": 1,
+            "train.log_every": 1,
+            "train.eval_every": 1,
+            "train.checkpoint_every": 1,
+            "train.max_to_keep": 1,
+            "train.eval_batch_size": 1,
+            "data.batch_size": 1,
+            "data.image_size": 1,
+            "data.labels_per_class": 0,
+            "data.prefetch": 0,
+            "data.target_labels_per_class": 0,
+            "data.target_labeled_batch_size": 0,
+            "model.bottleneck_dim": 0,
+            "optim.warmup_steps": 0,
+        },
+    )
     t = config.train
-    for name in ("steps", "log_every", "eval_every", "checkpoint_every", "steps_per_call"):
-        if int(t[name]) < 1:
-            raise ValueError(f"config.train.{name} must be >= 1, got {t[name]}.")
-    for name in ("log_every", "eval_every", "checkpoint_every"):
+    for name in ("steps", "log_every", "eval_every", "checkpoint_every"):
         if t[name] % t.steps_per_call:
-            raise ValueError(
+            lo, k = t[name] - t[name] % t.steps_per_call, t.steps_per_call
+            hint = f"; e.g. {lo or k} or {lo + k}" if name == "steps" else ""
+            raise ConfigError(
                 f"config.train.{name}={t[name]} must be a multiple of "
-                f"train.steps_per_call={t.steps_per_call}."
+                f"train.steps_per_call={t.steps_per_call}{hint}."
             )
     if t.checkpoint_every % t.log_every:
-        raise ValueError(
+        raise ConfigError(
             f"config.train.checkpoint_every={t.checkpoint_every} must be a multiple of "
             f"train.log_every={t.log_every} so a resumed run logs the same windows."
         )
     if not 0.0 <= config.data.source_val_fraction < 1.0:
-        raise ValueError(
+        raise ConfigError(
             f"config.data.source_val_fraction must be in [0, 1), got "
             f"{config.data.source_val_fraction}."
         )
-    for name in ("target_labels_per_class", "target_labeled_batch_size"):
-        value = config.data[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(
-                f"config.data.{name} must be an integer >= 0 (0 = off/default), got {value!r}."
-            )
     if config.data.target_labeled_batch_size and not config.data.target_labels_per_class:
-        raise ValueError(
+        raise ConfigError(
             f"config.data.target_labeled_batch_size={config.data.target_labeled_batch_size} "
             "is set but config.data.target_labels_per_class=0 (no labelled target subset)."
         )
-    if config.data.prefetch < 0:
-        raise ValueError(f"config.data.prefetch must be >= 0, got {config.data.prefetch}.")
-    if config.data.batch_size < 1:
-        raise ValueError(f"config.data.batch_size must be >= 1, got {config.data.batch_size}.")
     if config.model.dtype not in ("float32", "bfloat16"):
-        raise ValueError(
+        raise ConfigError(
             f"config.model.dtype={config.model.dtype!r}; valid: ['bfloat16', 'float32']."
         )
+    from tljax.models import backbone_names
+
+    if config.model.backbone not in backbone_names():
+        raise ConfigError(
+            f"config.model.backbone={config.model.backbone!r} is not a backbone."
+            f"{_did_you_mean(config.model.backbone, backbone_names())} "
+            f"Valid: {backbone_names()}."
+        )
+    _check_backbone_kwargs(config.model.backbone, config.model.backbone_kwargs)
+    for key in config.method.hparams:
+        check_method_hparam(config.method.name, key, source=f"config.method.hparams.{key}")
+    method_hparam_defaults(config.method.name)  # the method exists, even without hparams
+    _check_paths(config)

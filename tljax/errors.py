@@ -30,3 +30,8 @@ class UserFileNotFoundError(UserError, FileNotFoundError):
 class UserFileError(UserError, OSError):
     """A file named by the user cannot be read, parsed or written (garbage weights,
     unwritable workdir, disk full)."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package needed for what the config asks (e.g. torch for .pth weights)
+    is not installed; the message says what to install."""

@@ -108,8 +108,11 @@ def test_pth_with_code_payload_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
     torch.save({"conv1.weight": torch.zeros(2), "x": _Payload(str(marker))}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    from tljax.errors import UserFileError
+
+    with pytest.raises(UserFileError, match="weights_only") as info:
         read_state_dict(path)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
     assert not os.path.exists(marker)
 
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from flax import nnx
 
+from tljax.errors import MissingDependencyError, UserFileError
+
 _IGNORED_SUFFIXES = ("num_batches_tracked", "position_ids", "token_type_ids")
 
 # A torch key plus the function turning the torch array into ours, or None to skip.
@@ -39,9 +41,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Raises:
       ValueError: for another extension, or a file that is not a dict of tensors.
-      ImportError: when the reader's package (``safetensors`` / ``torch``) is missing.
-      pickle.UnpicklingError: (from torch) when a ``.pth`` holds anything but tensors and
-        containers — such files are not loaded.
+      tljax.errors.MissingDependencyError: (an ``ImportError``) when the reader's package
+        (``safetensors`` / ``torch``) is missing.
+      tljax.errors.UserFileError: (an ``OSError``) for a file that cannot be read or parsed,
+        incl. a ``.pth`` holding anything but tensors and containers (such files are not
+        loaded).
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
@@ -49,18 +53,29 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             from safetensors.numpy import load_file
         except ImportError as e:
-            raise ImportError("Reading .safetensors needs `pip install safetensors`.") from e
-        return dict(load_file(path))
+            raise MissingDependencyError(
+                "Reading .safetensors needs `pip install safetensors`."
+            ) from e
+        try:
+            return dict(load_file(path))
+        except Exception as e:  # safetensors raises its own SafetensorError on garbage
+            raise UserFileError(f"Cannot read weights file {path!r} as .safetensors: {e}.") from e
     if ext in (".pth", ".pt", ".bin"):
         try:
             import torch
         except ImportError as e:
-            raise ImportError(
+            raise MissingDependencyError(
                 f"Reading {ext} files needs PyTorch; install torch or convert the file to "
                 ".safetensors."
             ) from e
         # weights_only=True: torch's restricted unpickler; never execute a pickle's code.
-        obj = torch.load(path, weights_only=True, map_location="cpu")
+        try:
+            obj = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as e:  # garbage, truncated, or a pickle of non-tensors
+            raise UserFileError(
+                f"Cannot read weights file {path!r} with torch.load(weights_only=True): "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}."
+            ) from e
         for wrapper in ("state_dict", "model"):
             if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
                 obj = obj[wrapper]
