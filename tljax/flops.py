@@ -9,22 +9,28 @@ reductions, BatchNorm statistics, softmaxes and optimizer updates are ignored (t
 memory-bound and a few percent of a CNN's arithmetic).
 
 * ``dot_general``: ``2 · prod(out shape) · prod(contracting sizes)`` (= 2·batch·M·N·K).
-* ``conv_general_dilated``: ``2 · out batch · out features · taps · in-features per group``
-  where ``taps`` = ∏ over spatial dims of the (output position, kernel tap) pairs whose
-  input tap is a real element or padding — not a hole inserted by ``lhs_dilation``. With
-  ``lhs_dilation=1`` this is the usual ``2 · prod(out) · prod(kernel spatial) · C_in/groups``
-  (torchvision's/fvcore's count, padding included). ``feature_group_count`` and
-  ``batch_group_count`` need no special case: the kernel's input-feature dimension already
-  is ``C_in/groups`` (and, for ``batch_group_count``, the output batch is ``N/groups``).
+* ``conv_general_dilated``: ``2 · out batch · out features · in-features per group ·
+  ∏ taps``, where a spatial dim's ``taps`` is the smaller of two counts of its
+  multiply-adds: *gather* — output positions × kernel taps, taps on padding included, taps
+  on the holes that ``lhs_dilation`` inserts not — and *scatter* — input elements × kernel
+  taps. For an ordinary convolution (``lhs_dilation=1``, output no larger than the input)
+  gather is the smaller: ``2 · prod(out) · prod(kernel spatial) · C_in/groups``, the count
+  of torchvision's model cards and fvcore (ResNet-50: 4.09 GMACs), padding taps included.
+  ``feature_group_count`` and ``batch_group_count`` need no special case: the kernel's
+  input-feature dimension already is ``C_in/groups`` (and, for ``batch_group_count``, the
+  output batch is ``N/groups``).
 
-Why the holes: the gradient of a strided convolution with respect to its input is a
-convolution over the output gradient dilated by the stride (``lhs_dilation=stride``); the
-hardware (cuDNN's dgrad) does not multiply the inserted zeros, and counting them would bill
-a stride-2 layer's input gradient 4× its forward cost. With the holes skipped, the weight
-gradient costs exactly the forward convolution, and the input gradient costs the forward
-convolution for stride-1 ``'SAME'``-padded convolutions and slightly more otherwise, since
-it counts the taps on its own zero padding (e.g. a ``'VALID'`` 5×5 convolution's input
-gradient is a 'full'-padded convolution).
+Why two counts: the backward pass of a convolution is two convolutions. The weight
+gradient (input ⋆ output gradient) gathers exactly the forward's (output, tap) pairs. The
+input gradient is a *transposed* convolution: the output gradient, dilated by the stride
+and padded to the input's size, convolved with the flipped kernel. Its gather count would
+bill the inserted zeros (the hardware, e.g. cuDNN's dgrad, skips them) and its own padding
+(a ``'VALID'`` 5×5 layer's input gradient is 'full'-padded: 12² instead of 8² positions for
+LeNet's conv2); its scatter count — each output-gradient element times each tap — is
+exactly the forward's gather count. So with the minimum, **each backward convolution costs
+exactly its forward convolution** (the convention of ``torch.utils.flop_counter``, and of
+"training = 3 × forward" MFU accounting), and a transposed convolution in a model costs
+input elements × taps, as in PyTorch's and fvcore's counters.
 
 Forward + backward come for free: count the jaxpr of the train step (``jax.grad``
 inside), whose backward convolutions and matmuls are equations like any other. Equations
@@ -87,12 +93,16 @@ def dot_flops(lhs_shape, out_shape, dimension_numbers) -> int:
 
 
 def _taps(out_len, k_len, stride, rhs_dil, lhs_dil, pad_lo, in_len) -> int:
-    """(output position, kernel tap) pairs of one spatial dim that do not hit a hole."""
+    """Multiply-adds per (output feature, input feature) along one spatial dim: the smaller
+    of the gather count (output positions × kernel taps, padding taps included, holes
+    from ``lhs_dilation`` not) and the scatter count (input elements × kernel taps)."""
+    scatter = in_len * k_len
     if lhs_dil == 1:
-        return out_len * k_len
+        return min(out_len * k_len, scatter)
     pos = np.arange(out_len)[:, None] * stride + np.arange(k_len)[None, :] * rhs_dil - pad_lo
     span = (in_len - 1) * lhs_dil  # the dilated input covers [0, span]
-    return int(np.count_nonzero((pos < 0) | (pos > span) | (pos % lhs_dil == 0)))
+    gather = int(np.count_nonzero((pos < 0) | (pos > span) | (pos % lhs_dil == 0)))
+    return min(gather, scatter)
 
 
 def conv_flops(lhs_shape, rhs_shape, out_shape, params: dict) -> int:
