@@ -317,5 +317,10 @@ def validate(config) -> None:
     _check_backbone_kwargs(config.model.backbone, config.model.backbone_kwargs)
     for key in config.method.hparams:
         check_method_hparam(config.method.name, key, source=f"config.method.hparams.{key}")
-    method_hparam_defaults(config.method.name)  # the method exists, even without hparams
+    from tljax import methods
+
+    try:  # builds no arrays: the method's own checks of its hyperparameter values
+        methods.get(config.method.name, **config.method.hparams.to_dict())
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     _check_paths(config)
