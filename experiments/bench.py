@@ -21,9 +21,13 @@ syncs and ``cuda.synchronize``). Reported per variant: steps/s, img/s (source + 
 images) and ms/step (median and range over blocks), compile time (cold: ``lower`` +
 ``compile`` here; warm: the same in a fresh subprocess reading the persistent compilation
 cache that a first subprocess filled), peak device memory (``memory_stats()``; ``null`` on
-backends without it), FLOPs per step (XLA ``cost_analysis()`` of the compiled single
-step) and MFU against ``experiments.bench_records.PEAK_FLOPS`` (``null`` where the device
-has no entry), and the ratio to each torch variant on the same input. JSON lines go to
+backends without it) beside XLA's memory analysis of the compiled program, FLOPs per
+step (:mod:`tljax.flops`: the matmuls and convolutions of the single train step's jaxpr,
+forward and backward; XLA's ``cost_analysis()`` figure is kept as ``xla_flops`` for
+reference only — on the GPU it leaves out the cuDNN convolutions), GFLOP/s, and MFU
+against the device's dense peak for the compute dtype
+(``experiments.bench_records.PEAK_FLOPS``; ``null`` where the device has no entry, e.g.
+CPUs), and the ratio to each torch variant on the same input. JSON lines go to
 stdout and ``--out`` (appended), a markdown table to stdout and ``<out>.md``.
 """
 
@@ -120,22 +124,59 @@ def compile_step(parts: dict, batch, k: int, unroll: bool = False):
     return compiled, mid - tic, time.perf_counter() - mid
 
 
+MEMORY_FIELDS = (
+    "argument_size_in_bytes",
+    "output_size_in_bytes",
+    "alias_size_in_bytes",
+    "temp_size_in_bytes",
+    "generated_code_size_in_bytes",
+    "peak_memory_in_bytes",
+)
+
+
 def program_stats(compiled) -> dict:
-    """FLOPs and bytes of a compiled program (XLA's cost and memory analyses)."""
+    """XLA's FLOPs (``cost_analysis``) and memory analysis of a compiled program.
+
+    Returns:
+      ``{"xla_flops", "bytes_accessed", "program_bytes", "memory_analysis"}``:
+      ``program_bytes`` = arguments + outputs - aliased + temporaries;
+      ``memory_analysis`` holds :data:`MEMORY_FIELDS` (``None`` where the backend has no
+      memory analysis, a field ``None`` where this jaxlib lacks it).
+    """
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
-    out = {"flops": cost.get("flops"), "bytes_accessed": cost.get("bytes accessed")}
+    out = {"xla_flops": cost.get("flops"), "bytes_accessed": cost.get("bytes accessed")}
     try:
         m = compiled.memory_analysis()
-        out["program_bytes"] = int(
-            m.argument_size_in_bytes
-            + m.output_size_in_bytes
-            - m.alias_size_in_bytes
-            + m.temp_size_in_bytes
+        mem = {f: getattr(m, f, None) for f in MEMORY_FIELDS}
+        mem = {k: None if v is None else int(v) for k, v in mem.items()}
+        out["program_bytes"] = (
+            mem["argument_size_in_bytes"]
+            + mem["output_size_in_bytes"]
+            - mem["alias_size_in_bytes"]
+            + mem["temp_size_in_bytes"]
         )
+        out["memory_analysis"] = mem
     except Exception:  # noqa: BLE001 - not every backend has a memory analysis
-        out["program_bytes"] = None
+        out["program_bytes"] = out["memory_analysis"] = None
     return out
+
+
+def step_flops(parts: dict, batch) -> int:
+    """FLOPs of one train step from its jaxpr (:func:`tljax.flops.count_flops`): traced
+    on abstract shapes, nothing is computed or compiled."""
+    import jax
+
+    from tljax.flops import count_flops
+
+    spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), batch)
+    return count_flops(parts["train_step"], parts["state"], spec)
+
+
+FLOPS_SOURCE = (
+    "tljax.flops: dot_general + conv_general_dilated of the single train step's jaxpr "
+    "(forward + backward)"
+)
 
 
 def tljax_runners(
@@ -148,18 +189,21 @@ def tljax_runners(
     from tljax.data.stream import DomainPairStream
 
     task, bs = parts["task"], int(config.data.batch_size)
-    runners, per_step = [], None
     for k in ks:
         if steps % k:
             raise ValueError(f"steps={steps} must be a multiple of steps_per_call={k}.")
+    per_step = step_flops(parts, host_batches(task, bs, 1, seed=config.seed))
+    compiled_k = {}
+    for k in ks:
         batch = jax.device_put(host_batches(task, bs, k, seed=config.seed))
-        compiled, lower_s, compile_s = compile_step(parts, batch, k, unroll)
+        compiled_k[k] = (batch, *compile_step(parts, batch, k, unroll))
+    # XLA's own count, for reference: of the single-step program only (it counts a while
+    # loop's body once), so null when no K=1 program was compiled.
+    xla_flops = program_stats(compiled_k[1][1])["xla_flops"] if 1 in compiled_k else None
+    runners = []
+    for k in ks:
+        batch, compiled, lower_s, compile_s = compiled_k[k]
         stats = program_stats(compiled)
-        if k == 1:
-            per_step = stats["flops"]
-        elif per_step is None:  # XLA counts a loop body once: use a single-step program
-            per_step = program_stats(compile_step(parts, host_batches(task, bs, 1), 1)[0])
-            per_step = per_step["flops"]
         for inp in inputs:
             box = {"state": jax.tree.map(jnp.copy, parts["state"]), "m": None}
             stream = DomainPairStream(task, bs, seed=config.seed)
@@ -186,8 +230,10 @@ def tljax_runners(
                 "lower_s": lower_s,
                 "compile_cold_s": lower_s + compile_s,
                 "program_bytes": stats["program_bytes"],
+                "memory_analysis": stats["memory_analysis"],
                 "flops_per_step": per_step,
-                "flops_source": "XLA cost_analysis() of the compiled single step",
+                "flops_source": FLOPS_SOURCE,
+                "xla_flops": xla_flops,
                 "dtype": config.model.dtype,
             }
             runners.append(

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 
 import numpy as np
 
-# Dense peak FLOP/s (vendor datasheets, SXM unless named) by device-kind substring and
-# compute dtype. float32 is the non-tensor-core peak; XLA may use TF32 tensor cores for
-# float32 convolutions and matmuls (H100 SXM: 495 TFLOP/s), so fp32 MFU can exceed what
-# this table suggests is possible — read it as "vs the strict fp32 peak".
+# Dense peak FLOP/s (no 2:4 sparsity) by device and compute mode (see compute_mode):
+# name -> (regular expression searched in ``device.device_kind``, first match wins,
+# {mode: FLOP/s}). NVIDIA's datasheets quote tensor-core rates *with sparsity*; dense is
+# half. H100 SXM and H200 SXM share the GH100 die, SM count and clocks (the H200 changes
+# only the memory): bf16 1,979 -> 989.4, tf32 989 -> 494.7, fp32 (CUDA cores) 66.9 — the
+# Hopper whitepaper's table as listed at https://glennklockwood.com/garden/processors/h100.
+# H100 PCIe: bf16 1,513 -> 756, tf32 756 -> 378, fp32 51 (H100 datasheet). A100 (SXM and
+# PCIe): bf16 312, tf32 156, fp32 19.5 (A100 datasheet). NVL parts (and everything else)
+# are left out on purpose: no MFU rather than a wrong one.
 PEAK_FLOPS = {
-    ("H100 PCIe", "bfloat16"): 756e12,
-    ("H100 PCIe", "float32"): 51e12,
-    ("H100", "bfloat16"): 989e12,
-    ("H100", "float32"): 67e12,
-    ("H200", "bfloat16"): 989e12,
-    ("H200", "float32"): 67e12,
+    "H100 PCIe": (r"H100 PCIe", {"bf16": 756e12, "tf32": 378e12, "fp32": 51e12}),
+    "H100 SXM": (r"H100(?!.*(PCIe|NVL))", {"bf16": 989.4e12, "tf32": 494.7e12, "fp32": 66.9e12}),
+    "H200 SXM": (r"(?<!G)H200(?!.*NVL)", {"bf16": 989.4e12, "tf32": 494.7e12, "fp32": 66.9e12}),
+    "A100": (r"A100", {"bf16": 312e12, "tf32": 156e12, "fp32": 19.5e12}),
 }
 
 
@@ -34,20 +38,46 @@ FIELDS = (
     "backbone", "batch_per_domain", "dtype", "image_shape", "blocks", "steps_per_block",
     "block_s", "steps_per_s", "img_per_s", "ms_per_step", "compile_cold_s",
     "compile_warm_s", "compile_note", "peak_bytes_in_use", "peak_memory_note",
-    "program_bytes", "flops_per_step", "flops_source", "peak_flops_per_s", "mfu",
-    "mfu_note", "vs_torch", "device", "machine",
+    "program_bytes", "memory_analysis", "flops_per_step", "flops_source", "xla_flops",
+    "flops_per_s", "peak_flops_per_s", "peak_name", "mfu", "mfu_note", "vs_torch",
+    "device", "machine",
 )  # fmt: skip
 
 
+def compute_mode(dtype: str) -> str:
+    """The tensor-core mode a step of compute ``dtype`` runs its matmuls/convs in on a GPU.
+
+    bfloat16/float16 → ``"bf16"``. float32 → ``"tf32"``: JAX's default precision lets the
+    GPU compute float32 matmuls and convolutions on TF32 tensor cores
+    (https://docs.jax.dev/en/latest/201/precision.html) — unless
+    ``jax_default_matmul_precision`` asks for full float32 (``"highest"``, ``"float32"``,
+    ``"F32_F32_F32"``) or ``NVIDIA_TF32_OVERRIDE=0`` disables TF32, then ``"fp32"``.
+    """
+    import jax
+
+    if dtype in ("bfloat16", "float16"):
+        return "bf16"
+    if dtype != "float32":
+        raise ValueError(f"compute dtype {dtype!r}; valid: bfloat16, float16, float32.")
+    precision = str(jax.config.jax_default_matmul_precision or "").lower()
+    if precision in ("highest", "float32", "f32_f32_f32") or (
+        os.environ.get("NVIDIA_TF32_OVERRIDE") == "0"
+    ):
+        return "fp32"
+    return "tf32"
+
+
 def peak_flops(device, dtype: str) -> tuple[float | None, str]:
-    """The device's peak FLOP/s for ``dtype`` from :data:`PEAK_FLOPS`, or ``None`` and why."""
+    """The device's dense peak FLOP/s for compute ``dtype`` and its name
+    (e.g. ``"H200 tf32 dense"``), or ``None`` and why (see :data:`PEAK_FLOPS`)."""
     kind = getattr(device, "device_kind", str(device))
-    for (name, dt), value in PEAK_FLOPS.items():
-        if name in kind and dt == dtype:
-            return value, f"{name} {dt} dense peak {value / 1e12:g} TFLOP/s"
+    mode = compute_mode(dtype)
+    for name, (pattern, peaks) in PEAK_FLOPS.items():
+        if re.search(pattern, kind):
+            return peaks[mode], f"{name} {mode} dense"
     return None, (
-        f"no peak FLOP/s for device kind {kind!r} ({device.platform}) and {dtype} in "
-        f"PEAK_FLOPS (known: {sorted({n for n, _ in PEAK_FLOPS})})"
+        f"no peak FLOP/s for device kind {kind!r} ({device.platform}) in PEAK_FLOPS "
+        f"(known: {list(PEAK_FLOPS)})"
     )
 
 
@@ -101,6 +131,7 @@ def summarize(runner, config, parts, *, config_name: str, machine: dict) -> dict
         peak_fl, peak_fl_note = None, "no peak FLOP/s table for CPUs"
     med = float(np.median(rates))
     flops = info.get("flops_per_step")
+    rate = flops * med if flops else None
     rec = {
         **info,
         "config": config_name,
@@ -118,9 +149,17 @@ def summarize(runner, config, parts, *, config_name: str, machine: dict) -> dict
         "compile_warm_s": info.get("compile_warm_s"),
         "peak_bytes_in_use": peak,
         "peak_memory_note": peak_note,
+        "memory_analysis": info.get("memory_analysis"),
+        "xla_flops": info.get("xla_flops"),
+        "flops_per_s": rate,
         "peak_flops_per_s": peak_fl,
-        "mfu": flops * med / peak_fl if (flops and peak_fl) else None,
-        "mfu_note": peak_fl_note,
+        "peak_name": peak_fl_note if peak_fl else None,
+        "mfu": rate / peak_fl if (rate and peak_fl) else None,
+        "mfu_note": (
+            f"flops_per_step x median steps/s / {peak_fl_note} peak {peak_fl / 1e12:g} TFLOP/s"
+            if peak_fl
+            else peak_fl_note
+        ),
         "vs_torch": {},
         "device": {"name": dev_name, "kind": dev_kind},
         "machine": machine,
@@ -177,13 +216,24 @@ def _fmt(x, spec=".1f", scale=1.0):
     return "–" if x is None else format(x * scale, spec)
 
 
+def _temp_args(r: dict) -> int | None:
+    """XLA's temporaries + arguments of the record's compiled program (bytes)."""
+    m = r.get("memory_analysis")
+    if not m or m.get("temp_size_in_bytes") is None:
+        return None
+    return m["temp_size_in_bytes"] + m["argument_size_in_bytes"]
+
+
 def markdown(records: list[dict]) -> str:
-    """The records as a markdown table."""
+    """The records as a markdown table. GFLOP/step is the jaxpr count (tljax.flops; torch:
+    FlopCounterMode), MFU is against the record's ``peak_name``; ``XLA temp+args`` is the
+    compiled program's memory analysis, ``peak`` the device's measured process-wide peak
+    (``memory_stats()``; torch: ``max_memory_allocated``)."""
     lines = [
         "| framework | variant | input | K | batch/domain | dtype | steps/s median [min, max] "
-        "| img/s | ms/step | compile cold / warm (s) | GFLOP/step | MFU | peak mem (MB) "
-        "| × torch eager [round range] |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| img/s | ms/step | compile cold / warm (s) | GFLOP/step | GFLOP/s | MFU "
+        "| XLA temp+args (GB) | peak (GB) | × torch eager [round range] |",
+        "|" + "---|" * 16,
     ]
     for r in records:
         s, v = r["steps_per_s"], r["vs_torch"].get("eager")
@@ -196,6 +246,8 @@ def markdown(records: list[dict]) -> str:
             f"{s['max']:.1f}] | {r['img_per_s']['median']:.0f} | "
             f"{r['ms_per_step']['median']:.2f} | {_fmt(r['compile_cold_s'], '.2f')} / "
             f"{_fmt(r['compile_warm_s'], '.2f')} | {_fmt(r['flops_per_step'], '.2f', 1e-9)} | "
-            f"{_fmt(r['mfu'], '.1%')} | {_fmt(r['peak_bytes_in_use'], '.0f', 1e-6)} | {ratio} |"
+            f"{_fmt(r['flops_per_s'], '.0f', 1e-9)} | {_fmt(r['mfu'], '.1%')} | "
+            f"{_fmt(_temp_args(r), '.3g', 1e-9)} | {_fmt(r['peak_bytes_in_use'], '.3g', 1e-9)} "
+            f"| {ratio} |"
         )
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ import pytest
 
 from experiments import bench, bench_records
 from tests.configs import tiny
+from tljax.flops import count_flops
 from tljax.loop import build
 
 
@@ -30,6 +31,9 @@ def test_records_have_all_fields_and_scan_matches_single_steps(moons):
         config, parts, inputs=("synthetic", "pipeline"), ks=(1, 2), steps=4, warmup=2
     )
     bench.measure(runners, blocks=2)
+    flops = count_flops(
+        parts["train_step"], parts["state"], bench.synthetic_batch(parts["task"], 16)
+    )
     machine = bench_records.machine_info()
     records = [
         bench_records.summarize(r, config, parts, config_name="tiny", machine=machine)
@@ -51,10 +55,32 @@ def test_records_have_all_fields_and_scan_matches_single_steps(moons):
             assert s["min"] <= s["median"] <= s["max"]
         assert math.isclose(r["img_per_s"]["median"], 2 * 16 * r["steps_per_s"]["median"])
         assert _positive(r["compile_cold_s"]) and _positive(r["flops_per_step"])
-        # no peak memory / peak FLOP/s on the CPU: null, with the reason
-        assert r["mfu"] is None and "cpu" in r["mfu_note"]
-        assert r["peak_bytes_in_use"] is None and r["peak_memory_note"]
-    assert "| tljax | jit+scan | pipeline | 2 |" in bench_records.markdown(records)
+        # FLOPs from the jaxpr of the single step, whatever K; XLA's only from K=1
+        assert r["flops_per_step"] == flops and r["flops_source"].startswith("tljax.flops")
+        assert r["xla_flops"] == records[0]["xla_flops"] and _positive(r["xla_flops"])
+        assert math.isclose(r["flops_per_s"], flops * r["steps_per_s"]["median"])
+        peak, name = bench_records.peak_flops(jax.devices()[0], "float32")
+        if peak is None:  # e.g. the CPU: no MFU, with the reason
+            assert r["mfu"] is None and r["peak_name"] is None and r["mfu_note"] == name
+        else:
+            assert r["peak_name"] == name and r["peak_flops_per_s"] == peak
+            assert math.isclose(r["mfu"], r["flops_per_s"] / peak)
+        if jax.devices()[0].platform == "cpu":  # no allocator statistics there
+            assert r["peak_bytes_in_use"] is None and r["peak_memory_note"]
+        else:
+            assert _positive(r["peak_bytes_in_use"])
+        mem = r["memory_analysis"]
+        assert set(mem) == set(bench.MEMORY_FIELDS)
+        assert all(mem[f] >= 0 for f in ("temp_size_in_bytes", "argument_size_in_bytes"))
+        assert r["program_bytes"] == (
+            mem["argument_size_in_bytes"]
+            + mem["output_size_in_bytes"]
+            - mem["alias_size_in_bytes"]
+            + mem["temp_size_in_bytes"]
+        )
+    table = bench_records.markdown(records)
+    assert "| tljax | jit+scan | pipeline | 2 |" in table
+    assert "| XLA temp+args (GB) | peak (GB) |" in table
 
     # K steps in one scanned call = K single-step calls (same batches, same start).
     one, two = runners[0].program, runners[2].program
@@ -71,15 +97,28 @@ def test_records_have_all_fields_and_scan_matches_single_steps(moons):
     np.testing.assert_allclose(np.asarray(ms["loss"]), singles, rtol=1e-6)
 
 
-def test_peak_flops_table():
+def test_peak_flops_table(monkeypatch):
     class Dev:
         platform, device_kind = "gpu", "NVIDIA H100 80GB HBM3"
 
-    assert bench_records.peak_flops(Dev(), "bfloat16")[0] == 989e12
+    assert bench_records.peak_flops(Dev(), "bfloat16") == (989.4e12, "H100 SXM bf16 dense")
     Dev.device_kind = "NVIDIA H200"
-    assert bench_records.peak_flops(Dev(), "float32")[0] == 67e12
+    # float32 at JAX's default precision runs on TF32 tensor cores: the TF32 peak
+    assert bench_records.peak_flops(Dev(), "float32") == (494.7e12, "H200 SXM tf32 dense")
+    with jax.default_matmul_precision("highest"):
+        assert bench_records.peak_flops(Dev(), "float32") == (66.9e12, "H200 SXM fp32 dense")
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    assert bench_records.peak_flops(Dev(), "float32")[0] == 66.9e12
+    Dev.device_kind = "NVIDIA H100 PCIe"
+    assert bench_records.peak_flops(Dev(), "bfloat16")[0] == 756e12
+    for kind in ("NVIDIA H200 NVL", "NVIDIA GH200 480GB", "Tesla V100-SXM2-16GB"):
+        Dev.device_kind = kind
+        value, note = bench_records.peak_flops(Dev(), "bfloat16")
+        assert value is None and kind in note
     value, note = bench_records.peak_flops(jax.devices("cpu")[0], "float32")
     assert value is None and "cpu" in note
+    with pytest.raises(ValueError, match="valid: bfloat16"):
+        bench_records.compute_mode("int8")
 
 
 @pytest.mark.slow
