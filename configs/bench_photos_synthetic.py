@@ -57,6 +57,7 @@ def get_config(arg: str = ""):
     c.data.batch_size = opts.get("batch", benchmark_common.PHOTO_BATCH)
     c.data.prefetch = 0
     c.model.backbone = opts.get("arch", "resnet50")
+    c.model.backbone_kwargs.remat = "none"  # or "block": see tljax.models.resnet.ResNet
     benchmark_common._method(c, opts.get("method", "dann"), bottleneck=256)
     c.optim.lr = 0.01
     c.optim.freeze = ((r"^model/backbone/", 0.1), (r".*", 1.0))

@@ -166,10 +166,15 @@ class ResNet(nnx.Module):
       small_input: CIFAR-style stem for 32×32 inputs: a 3×3 stride-1 first convolution and
         no max-pool (the stem then differs from torchvision's, so ``conv1`` cannot take
         ImageNet weights).
+      remat: activation rematerialisation: ``"none"``, or ``"block"`` to keep only each
+        residual block's input for the backward pass and recompute the block's inside
+        (``nnx.remat``, i.e. ``jax.checkpoint`` with nothing saveable): less activation
+        memory for about one more forward pass of compute. Set it from a config with
+        ``--config.model.backbone_kwargs.remat=block``.
       rngs: NNX random streams for initialisation.
 
     Raises:
-      ValueError: for an unknown ``arch``.
+      ValueError: for an unknown ``arch`` or ``remat``.
     """
 
     def __init__(
@@ -179,10 +184,14 @@ class ResNet(nnx.Module):
         in_channels: int = 3,
         num_classes: int | None = None,
         small_input: bool = False,
+        remat: str = "none",
         rngs: nnx.Rngs,
     ):
         if arch not in ARCHS:
             raise ValueError(f"Unknown ResNet arch {arch!r}; valid archs: {sorted(ARCHS)}.")
+        if remat not in REMAT:
+            raise ValueError(f"Unknown ResNet remat {remat!r}; valid: {list(REMAT)}.")
+        self.remat = remat
         kind, depths = ARCHS[arch]
         block = BasicBlock if kind == "basic" else BottleneckBlock
         self.arch = arch
@@ -214,7 +223,7 @@ class ResNet(nnx.Module):
         out = {}
         for name in ("layer1", "layer2", "layer3", "layer4"):
             for blk in getattr(self, name):
-                x = blk(x)
+                x = _call_block(blk, x) if self.remat == "block" else blk(x)
             out[name] = x
         out["features"] = jnp.mean(x, axis=(1, 2))
         if self.fc is not None:
@@ -222,7 +231,17 @@ class ResNet(nnx.Module):
         return out
 
 
-def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input) -> ResNet:
+REMAT = ("none", "block")
+
+
+@nnx.remat
+def _call_block(block: nnx.Module, x: jax.Array) -> jax.Array:
+    """``block(x)`` whose inside is recomputed in the backward pass (its BatchNorm
+    statistics are updated once: the recomputation is of the forward values only)."""
+    return block(x)
+
+
+def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input, remat) -> ResNet:
     if len(tuple(input_shape)) != 3:
         raise ValueError(
             f"{arch} needs input_shape (height, width, channels), got {tuple(input_shape)}."
@@ -232,28 +251,37 @@ def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input) -> 
         in_channels=int(input_shape[-1]),
         num_classes=num_classes,
         small_input=small_input,
+        remat=remat,
         rngs=rngs,
     )
 
 
-def resnet18(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+def resnet18(
+    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+) -> ResNet:
     """ResNet-18 (512-d features); factory used by the model registry."""
-    return _build("resnet18", input_shape, rngs, num_classes, small_input)
+    return _build("resnet18", input_shape, rngs, num_classes, small_input, remat)
 
 
-def resnet34(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+def resnet34(
+    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+) -> ResNet:
     """ResNet-34 (512-d features); factory used by the model registry."""
-    return _build("resnet34", input_shape, rngs, num_classes, small_input)
+    return _build("resnet34", input_shape, rngs, num_classes, small_input, remat)
 
 
-def resnet50(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+def resnet50(
+    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+) -> ResNet:
     """ResNet-50 (2048-d features); factory used by the model registry."""
-    return _build("resnet50", input_shape, rngs, num_classes, small_input)
+    return _build("resnet50", input_shape, rngs, num_classes, small_input, remat)
 
 
-def resnet101(input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False) -> ResNet:
+def resnet101(
+    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+) -> ResNet:
     """ResNet-101 (2048-d features); factory used by the model registry."""
-    return _build("resnet101", input_shape, rngs, num_classes, small_input)
+    return _build("resnet101", input_shape, rngs, num_classes, small_input, remat)
 
 
 __all__ = [
