@@ -25,7 +25,7 @@ def _write_dataset(directory: Path, n_train=12, n_test=6, gz=True, seed=0):
             raw = _idx_bytes(code, arr.shape, arr.tobytes())
             name = f"{split}-{kind}-ubyte"
             if gz:
-                (directory / f"{name}.gz").write_bytes(gzip.compress(raw))
+                (directory / f"{name}.gz").write_bytes(gzip.compress(raw, mtime=0))
             else:
                 (directory / name).write_bytes(raw)
         data[split] = (images, labels)
@@ -38,7 +38,7 @@ def test_read_hand_made_files(tmp_path):
     np.testing.assert_array_equal(idx.read_idx(tmp_path / "a"), u8)
     i32 = np.array([1, -70000, 2**31 - 1], np.int32)  # big-endian on disk
     raw = _idx_bytes(0x0C, (3,), struct.pack(">3i", *i32.tolist()))
-    (tmp_path / "b.gz").write_bytes(gzip.compress(raw))
+    (tmp_path / "b.gz").write_bytes(gzip.compress(raw, mtime=0))
     out = idx.read_idx(tmp_path / "b.gz")
     assert out.dtype == np.int32 and out.dtype.isnative
     np.testing.assert_array_equal(out, i32)
@@ -68,8 +68,14 @@ def test_write_read_round_trip(tmp_path, dtype, name):
         (b"\0\0\x08\x03\0\0\0\x02", "truncated IDX header"),
         (_idx_bytes(0x08, (2, 3), bytes(5)), "truncated.*needs 6 bytes.*found 5"),
         (_idx_bytes(0x08, (2, 3), bytes(7)), "trailing bytes"),
-        (gzip.compress(_idx_bytes(0x08, (2, 3), bytes(6)))[:-10], "corrupt or truncated gzip"),
+        # mtime=0: gzip's header holds the time, and parameter ids made from the bytes
+        # must be the same in every pytest-xdist worker's collection.
+        (
+            gzip.compress(_idx_bytes(0x08, (2, 3), bytes(6)), mtime=0)[:-10],
+            "corrupt or truncated gzip",
+        ),
     ],
+    ids=lambda v: v if isinstance(v, str) else f"{len(v)}B",  # not the bytes themselves
 )
 def test_corrupt_files_raise_clear_errors(tmp_path, content, match):
     (tmp_path / "bad").write_bytes(content)
