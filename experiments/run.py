@@ -23,7 +23,6 @@ docs/scaling.md.
 
 from __future__ import annotations
 
-import ast
 import errno
 import importlib.util
 import json
@@ -36,6 +35,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from tljax import config as config_lib
 from tljax.errors import ConfigError, UserError, UserFileError, UserFileNotFoundError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -149,60 +149,16 @@ def _split_hparam_overrides(argv):
         a = argv[i]
         if a.startswith(_HPARAMS):
             name, sep, text = a[len(_HPARAMS) :].partition("=")
-            if not sep and i + 1 < len(argv):
-                i, text = i + 1, argv[i + 1]
+            if not sep:  # "--config.method.hparams.x VALUE", or a bare boolean flag
+                if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                    i, text = i + 1, argv[i + 1]
+                else:
+                    text = "true"
             hparams.append((name, text, a))
         else:
             rest.append(a)
         i += 1
     return rest, hparams
-
-
-def _parse_value(text: str, like):
-    """``text`` as a value of the type of ``like`` (the current or default value)."""
-    if isinstance(like, bool):
-        if text.lower() in ("true", "1", "yes"):
-            return True
-        if text.lower() in ("false", "0", "no"):
-            return False
-        raise ValueError(f"expected true or false, got {text!r}")
-    if isinstance(like, int):
-        return int(text)
-    if isinstance(like, float):
-        return float(text)
-    if isinstance(like, str):
-        return text
-    try:  # tuples, lists, None, or a value whose default is None
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        if isinstance(like, (tuple, list)):
-            raise ValueError(f"expected a tuple like (32, 32), got {text!r}") from None
-        return text
-    return tuple(value) if isinstance(like, tuple) and isinstance(value, list) else value
-
-
-def _apply_hparam_overrides(config, hparams) -> None:
-    """Sets ``--config.method.hparams.NAME=VALUE``: NAME must be a hyperparameter of the
-    method; it may be one the config file does not set."""
-    import inspect
-
-    from tljax.config import check_method_hparam, method_hparam_defaults
-
-    method = config.method.name
-    for name, text, flag in hparams:
-        check_method_hparam(method, name, source=flag)
-        hp = config.method.hparams
-        default = (method_hparam_defaults(method) or {}).get(name)
-        like = hp[name] if name in hp else default
-        like = None if like is inspect.Parameter.empty else like
-        try:
-            value = _parse_value(text, like)
-        except ValueError as e:
-            raise ConfigError(f"Bad value in {flag}: {e}.") from e
-        with hp.unlocked():
-            if name in hp:
-                del hp[name]  # the type may change (e.g. None default → int)
-            hp[name] = value
 
 
 def _parse_flags(argv):
@@ -218,7 +174,8 @@ def _parse_flags(argv):
             rest = flags.FLAGS(argv)
         except flags.Error as e:
             raise ConfigError(str(e).strip().splitlines()[0]) from e
-        _apply_hparam_overrides(_CONFIG.value, hparams)
+        for name, text, flag in hparams:
+            config_lib.set_method_hparam(_CONFIG.value, name, text, source=flag)
     except UserError as e:
         if debug:
             raise
@@ -241,7 +198,6 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
-    from tljax import config as config_lib
     from tljax import distributed
     from tljax.checkpoint import CheckpointError
     from tljax.train import train_and_evaluate

@@ -115,6 +115,39 @@ def test_validate_accepts_the_tiny_configs():
         config_lib.validate(tiny(f"{method},moons"))
 
 
+def test_set_method_hparam_accepts_any_hyperparameter_of_the_method():
+    c = tiny("dann,moons")  # sets hidden only
+    c.lock()
+    config_lib.set_method_hparam(c, "grl_alpha", "2", source="--config.method.hparams.grl_alpha")
+    config_lib.set_method_hparam(c, "hidden", "(8, 4)")
+    config_lib.set_method_hparam(c, "batch_norm", "false")
+    assert c.method.hparams.to_dict() == {"hidden": (8, 4), "grl_alpha": 2.0, "batch_norm": False}
+    config_lib.validate(c)
+    m = tiny("mcd,moons")
+    config_lib.set_method_hparam(m, "entropy", "per_sample")
+    assert m.method.hparams.entropy == "per_sample"
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        (
+            "on",
+            "logits",
+            r"no hyperparameter 'on' \(from --x\)\. Valid: \['batch_norm', 'grl_alpha'",
+        ),
+        ("hiden", "(8,)", r"'hiden'.*Did you mean 'hidden'"),
+        ("grl_alpha", "fast", r"Bad value in --x: could not convert string to float: 'fast'"),
+        ("batch_norm", "maybe", r"expected true or false, got 'maybe'"),
+    ],
+)
+def test_set_method_hparam_errors(name, text, message):
+    c = tiny("dann,moons")
+    c.lock()
+    with pytest.raises(ConfigError, match=message):
+        config_lib.set_method_hparam(c, name, text, source="--x")
+
+
 @pytest.mark.parametrize(
     "arg, message",
     [

@@ -9,6 +9,7 @@ anything runs or is written. Its errors are :class:`tljax.errors.ConfigError` /
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import inspect
@@ -186,6 +187,56 @@ def check_method_hparam(method: str, key: str, *, source: str = "") -> None:
         f"Method {method!r} has no hyperparameter {key!r}{where}.{_did_you_mean(key, defaults)} "
         f"Valid: {sorted(defaults)}."
     )
+
+
+def _parse_like(text: str, like):
+    """``text`` as a value of the type of ``like`` (the current or default value)."""
+    if isinstance(like, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if isinstance(like, int):
+        return int(text)
+    if isinstance(like, float):
+        return float(text)
+    if isinstance(like, str):
+        return text
+    try:  # tuples, lists, None, or a hyperparameter whose default is None
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if isinstance(like, (tuple, list)):
+            raise ValueError(f"expected a tuple like (32, 32), got {text!r}") from None
+        return text
+    return tuple(value) if isinstance(like, tuple) and isinstance(value, list) else value
+
+
+def set_method_hparam(config, name: str, text: str, *, source: str = "") -> None:
+    """Sets ``config.method.hparams[name]`` from command-line text (``--config.method.
+    hparams.NAME=TEXT``), also for a hyperparameter the config file does not set.
+
+    The text is parsed as the type of the value the config holds, else of the default of
+    the method's ``make`` (``ast.literal_eval`` when that is ``None``: tuples, numbers;
+    other text stays a string).
+
+    Raises:
+      ConfigError: if ``name`` is not a hyperparameter of the method (the message has the
+        closest name and the valid ones) or ``text`` does not parse.
+    """
+    method = config.method.name
+    check_method_hparam(method, name, source=source)
+    hp = config.method.hparams
+    like = hp[name] if name in hp else (method_hparam_defaults(method) or {}).get(name)
+    like = None if like is inspect.Parameter.empty else like
+    try:
+        value = _parse_like(text, like)
+    except ValueError as e:
+        raise ConfigError(f"Bad value in {source or name}: {e}.") from e
+    with hp.unlocked():
+        if name in hp:
+            del hp[name]  # the type may change (e.g. a None default set to an int)
+        hp[name] = value
 
 
 def _check_positive_ints(config, names: dict[str, int]) -> None:
