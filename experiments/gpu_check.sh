@@ -7,7 +7,7 @@
 # PARTS (comma-separated, default all, in this order): r50_256 (ResNet-50 DANN at 256 per
 # domain, bf16, with PyTorch bf16 + channels_last + torch.compile interleaved), r50_32
 # (32 per domain, bf16, with PyTorch fp32 eager = the published TLlib step), r50_fp32
-# (fp32 at 32 and 256), remat (bf16 at 256 with backbone_kwargs.remat=block),
+# (fp32 at 256 and 32; also r50_256_fp32 / r50_32_fp32 alone), remat (bf16 at 256 with backbone_kwargs.remat=block),
 # deterministic (bf16 at 32 under --xla_gpu_deterministic_ops), lenet (LeNet DANN,
 # K = 1 and 10, PyTorch eager), seeds (8 vmapped seeds vs 8 sequential), profile (per-op
 # device time of the bf16 step at 256, and its optimised HLO), tests (the whole suite).
@@ -115,8 +115,10 @@ if want r50_32; then
   run r50_32_bf16 "$CAP" "${BENCH[@]}" --config="$R50,batch=$SMALL" --steps=$((3 * STEPS)) \
     --config.model.dtype=bfloat16 $(torch_args eager)
 fi
-if want r50_fp32; then
+if want r50_fp32 || want r50_256_fp32; then
   run r50_256_fp32 "$CAP" "${BENCH[@]}" --config="$R50,batch=$BIG" --steps="$STEPS"
+fi
+if want r50_fp32 || want r50_32_fp32; then
   run r50_32_fp32 "$CAP" "${BENCH[@]}" --config="$R50,batch=$SMALL" --steps=$((3 * STEPS))
 fi
 if want remat; then
