@@ -277,13 +277,14 @@ def _check_paths(config) -> None:
         path = os.path.abspath(os.path.expanduser(init_from))
         if not os.path.isdir(path):
             raise UserFileNotFoundError(
-                f"config.model.init_from={init_from!r} does not exist; expected the workdir "
-                "of a tljax run (it holds checkpoints/)."
+                f"No checkpoint to initialise from: config.model.init_from={init_from!r} does "
+                "not exist; expected the workdir of a tljax run (it holds checkpoints/)."
             )
         if not os.path.isdir(os.path.join(path, "checkpoints")):
             raise UserFileNotFoundError(
-                f"config.model.init_from={init_from!r} has no checkpoints/; expected the "
-                "workdir of a tljax run that saved a checkpoint. Train that run first."
+                f"No checkpoint to initialise from: config.model.init_from={init_from!r} has "
+                "no checkpoints/; expected the workdir of a tljax run that saved one. Train "
+                "that run first."
             )
     pretrained = config.model.pretrained
     if pretrained and not os.path.exists(os.path.expanduser(pretrained)):
