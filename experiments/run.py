@@ -205,6 +205,7 @@ def main(argv):
     try:
         # Everything the config can get wrong, before the workdir is created.
         config_lib.validate(_CONFIG.value)
+        config_lib.check_files(_CONFIG.value)
         _check_workdir(_WORKDIR.value)
         # Before any JAX computation; a no-op for a single-process run.
         distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

@@ -93,19 +93,20 @@ def test_validate_names_the_bad_value_and_the_valid_options(mutate, kind, messag
     assert "\n" not in str(info.value)
 
 
-def test_validate_checks_paths_without_creating_them(tmp_path):
+def test_check_files_creates_nothing(tmp_path):
     c = tiny("dann,moons")
     c.model.init_from = str(tmp_path / "no_such_run")
     with pytest.raises(UserFileNotFoundError, match=r"init_from='.*no_such_run' does not exist"):
-        config_lib.validate(c)
+        config_lib.check_files(c)
+    config_lib.validate(c)  # judges the config alone: the run may be trained later
     (tmp_path / "empty_run").mkdir()
     c.model.init_from = str(tmp_path / "empty_run")
     with pytest.raises(UserFileNotFoundError, match=r"has no checkpoints/"):
-        config_lib.validate(c)
+        config_lib.check_files(c)
     c.model.init_from = ""
     c.model.pretrained = str(tmp_path / "w.safetensors")
     with pytest.raises(UserFileNotFoundError, match=r"pretrained='.*w.safetensors' does not"):
-        config_lib.validate(c)
+        config_lib.check_files(c)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty_run"]
     assert not any((tmp_path / "empty_run").iterdir())
 

@@ -2,9 +2,10 @@
 
 ``base_config()`` lists every field with its default; a config file starts from it and
 overrides fields. :func:`validate` rejects unknown keys (with the closest valid key), bad
-values, unknown methods or method hyperparameters, and paths that do not exist, before
-anything runs or is written. Its errors are :class:`tljax.errors.ConfigError` /
-:class:`tljax.errors.UserFileNotFoundError`, which the command line reports as one line.
+values, unknown methods, backbones or method hyperparameters, and :func:`check_files`
+paths that do not exist, before anything runs or is written. Their errors are
+:class:`tljax.errors.ConfigError` / :class:`tljax.errors.UserFileNotFoundError`, which the
+command line reports as one line.
 """
 
 from __future__ import annotations
@@ -270,8 +271,15 @@ def _check_backbone_kwargs(backbone: str, kwargs) -> None:
             )
 
 
-def _check_paths(config) -> None:
-    """The files a run reads must exist (checked before anything is created)."""
+def check_files(config) -> None:
+    """Checks that the files and runs the config reads exist (``model.init_from``,
+    ``model.pretrained``), creating nothing. Separate from :func:`validate`, which
+    judges a config on its own (e.g. one whose ``init_from`` run is still to be trained);
+    the command line runs both before it creates the workdir.
+
+    Raises:
+      UserFileNotFoundError: (a ``FileNotFoundError``) naming the missing path.
+    """
     init_from = config.model.init_from
     if init_from:
         path = os.path.abspath(os.path.expanduser(init_from))
@@ -295,15 +303,13 @@ def _check_paths(config) -> None:
 
 
 def validate(config) -> None:
-    """Checks ``config`` against :func:`base_config`, the method registry and the file
-    system, without writing anything.
+    """Checks ``config`` against :func:`base_config` and the method and backbone
+    registries (not the file system: see :func:`check_files`).
 
     Raises:
       ConfigError: (a ``ValueError``) on an unknown key (with the closest valid one), a
         bad value, an unknown method, backbone or method hyperparameter (with the valid
         names).
-      UserFileNotFoundError: (a ``FileNotFoundError``) if ``model.init_from`` or
-        ``model.pretrained`` does not exist.
     """
     valid = flatten(base_config())
     given = flatten(config)
@@ -375,4 +381,3 @@ def validate(config) -> None:
         methods.get(config.method.name, **config.method.hparams.to_dict())
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    _check_paths(config)
