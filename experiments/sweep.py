@@ -245,15 +245,37 @@ def command(spec: RunSpec, overrides: list[str]) -> list[str]:
     return args
 
 
+def running_elsewhere(spec: RunSpec) -> bool:
+    """Whether another live run holds the run's workdir (then says so in one line)."""
+    from tljax import workdir
+
+    info = workdir.holder(spec.workdir)
+    if info is not None:
+        who = f"pid {info.get('pid')} on host {info.get('host')}" if info else "another run"
+        print(f"[sweep] {spec.workdir}: running elsewhere ({who}), skipped", file=sys.stderr)
+    return info is not None
+
+
 def run_sequential(runs: list[RunSpec], overrides: list[str]) -> None:
     """Trains the runs one after the other in this process; exits 1 on the first error."""
     from tljax.checkpoint import CheckpointError
+    from tljax.errors import UserError
     from tljax.train import train_and_evaluate
+    from tljax.workdir import WorkdirBusy
 
     for spec in runs:
         try:
             r = train_and_evaluate(make_config(spec, overrides), spec.workdir)
-        except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as e:
+        except WorkdirBusy as e:  # started elsewhere since the sweep began
+            print(f"[sweep] {spec.workdir}: skipped: {e}", file=sys.stderr)
+            continue
+        except (
+            UserError,
+            ValueError,
+            FileNotFoundError,
+            FloatingPointError,
+            CheckpointError,
+        ) as e:
             print(f"error in {spec.workdir}: {e}", file=sys.stderr)
             sys.exit(1)
         acc = 100 * r["target_test_acc"]
@@ -375,6 +397,7 @@ def main(argv):
     for spec in runs:
         if spec.done():
             print(f"[sweep] {spec.workdir}: done, skipped", file=sys.stderr)
+    todo = [r for r in todo if not running_elsewhere(r)]
     failed = []
     if FLAGS.launcher == "submitit":
         from experiments.submitit_launch import make_executor, run_submitit
