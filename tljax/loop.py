@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tljax import config as config_lib
-from tljax import distributed, evaluate, methods, optim, report, xla_env
+from tljax import distributed, evaluate, methods, optim, report
 from tljax.checkpoint import Checkpointer
 from tljax.data import augment, tasks
 from tljax.data.core import few_labels, hold_out, split_target_labels, standardize
@@ -71,8 +71,6 @@ def build(config):
       train_step, eval_step`` (step functions not yet jitted).
     """
     config_lib.validate(config)
-    if config.train.deterministic:  # before any JAX computation: XLA reads it at start-up
-        xla_env.apply_deterministic()
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
     if config.data.target_labels_per_class:  # before loading data: fail fast
         check_target_labeled_support(method)
@@ -306,9 +304,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       ValueError: bad config, data or shapes.
       FloatingPointError: the loss became NaN/Inf (the message names the step; the last
         checkpoint, written before it, is kept).
+      tljax.workdir.WorkdirBusy: another live run holds ``workdir``.
+      tljax.checkpoint.CheckpointError: no checkpoint can be trusted, or one cannot be
+        written (``CheckpointWriteError``).
+      tljax.logs.LogWriteError: ``metrics.jsonl`` cannot be written.
     """
-    if config.train.deterministic:  # first: XLA reads it when the backend starts
-        xla_env.apply_deterministic()
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     # One run per workdir: a second one is refused (WorkdirBusy) before it writes anything.
