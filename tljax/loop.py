@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tljax import config as config_lib
-from tljax import distributed, evaluate, methods, optim, report
+from tljax import distributed, evaluate, methods, optim, report, xla_env
 from tljax.checkpoint import Checkpointer
 from tljax.data import augment, tasks
 from tljax.data.core import few_labels, hold_out, split_target_labels, standardize
@@ -37,7 +37,6 @@ from tljax.train import (
     make_train_step,
     with_augmentation,
 )
-from tljax.workdir import WorkdirLock
 
 log = logging.getLogger("tljax")
 
@@ -71,6 +70,8 @@ def build(config):
       train_step, eval_step`` (step functions not yet jitted).
     """
     config_lib.validate(config)
+    if config.train.deterministic:  # before any JAX computation: XLA reads it at start-up
+        xla_env.apply_deterministic()
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
     if config.data.target_labels_per_class:  # before loading data: fail fast
         check_target_labeled_support(method)
@@ -304,19 +305,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       ValueError: bad config, data or shapes.
       FloatingPointError: the loss became NaN/Inf (the message names the step; the last
         checkpoint, written before it, is kept).
-      tljax.workdir.WorkdirBusy: another live run holds ``workdir``.
-      tljax.checkpoint.CheckpointError: no checkpoint can be trusted, or one cannot be
-        written (``CheckpointWriteError``).
-      tljax.logs.LogWriteError: ``metrics.jsonl`` cannot be written.
     """
+    if config.train.deterministic:  # first: XLA reads it when the backend starts
+        xla_env.apply_deterministic()
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    # One run per workdir: a second one is refused (WorkdirBusy) before it writes anything.
-    with WorkdirLock(workdir, enabled=distributed.is_main_process()):
-        return _train_and_evaluate(config, workdir)
-
-
-def _train_and_evaluate(config, workdir: str) -> dict:
     parts = build(config)
     task, t = parts["task"], config.train
     mesh = data_mesh()
@@ -358,9 +351,8 @@ def _train_and_evaluate(config, workdir: str) -> dict:
             tree, meta = ckpt.restore(_state_to_tree(state))
             state = TrainState(**tree)
             stream.set_state(meta["stream"])
+            logger.truncate_after(int(state.step))
             log.info("Resumed from step %d in %s", int(state.step), ckpt.directory)
-        # Also with no checkpoint: lines a killed run logged past it would repeat.
-        logger.truncate_after(int(state.step))
         return _run(
             config,
             parts,
@@ -372,10 +364,8 @@ def _train_and_evaluate(config, workdir: str) -> dict:
             workdir,
         )
     finally:
-        try:
-            ckpt.close()
-        finally:
-            logger.close()
+        ckpt.close()
+        logger.close()
 
 
 def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
@@ -454,7 +444,6 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
                 last_ckpt = step
     if bar is not None:
         bar.close()
-    ckpt.wait()  # a failed last checkpoint fails the run before it writes results.json
     final = _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size, selection=False)
     elapsed = time.perf_counter() - tic
     results = {

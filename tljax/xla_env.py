@@ -1,4 +1,5 @@
-"""XLA settings tljax applies before the first computation: faster convolutions on the CPU.
+"""XLA settings tljax applies before the first computation: faster CPU convolutions, and
+deterministic mode.
 
 XLA:CPU in jaxlib 0.10 hands convolutions and dots to its YNN library fusions by default.
 For the small conv nets of domain adaptation (LeNet, DTN) these run far slower than XLA's
@@ -23,6 +24,16 @@ therefore adds ``--xla_cpu_experimental_ynn_fusion_type=`` (no YNN fusions) to
 * ``TLJAX_CPU_YNN`` is not set to ``1`` (set it to keep XLA's default).
 
 The flag only concerns the CPU backend; GPU and TPU programs are unaffected.
+
+Deterministic mode (``config.train.deterministic=True``, :func:`apply_deterministic`)
+makes a run bit-reproducible: on GPUs XLA's deterministic ops (no atomics, no
+autotuning), on CPUs a fixed intra-op thread pool (``PJRT_NPROC=1``). XLA:CPU's dots and
+convolutions split their sums by the pool size, so without it the same seed gives other
+bits on 1 and on 2 cores (the LeNet DANN step after 100 steps, jaxlib 0.10.2; no XLA flag
+changes that: ``--xla_cpu_multi_thread_eigen=false``, ``--xla_cpu_use_xnnpack=false``,
+``--xla_cpu_use_onednn=false``, ``--xla_cpu_parallel_codegen_split_count=1`` and the
+XNN/oneDNN fusion types all left the 1- and 2-core bits different). The mode also traces
+the process's matmuls at the highest precision (``jax_default_matmul_precision``).
 """
 
 from __future__ import annotations
@@ -64,3 +75,92 @@ def apply_cpu_defaults() -> str:
         return "backend already initialized"
     os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}".strip()
     return "applied"
+
+
+# ---------------------------------------------------------------------------------------
+# Deterministic mode (``config.train.deterministic``)
+
+#: XLA:GPU flags of deterministic mode: deterministic reductions and scatters (no atomics)
+#: and no autotuning, so a program picks the same kernels in every process. Both exist in
+#: every jaxlib tljax supports (>= 0.10; the CPU-only 0.10.2 accepts them too).
+DETERMINISTIC_GPU_FLAGS = (
+    "--xla_gpu_deterministic_ops=true",
+    "--xla_gpu_exclude_nondeterministic_ops=true",
+)
+#: XLA:CPU sizes its intra-op thread pool from this variable (else the usable cores), and
+#: its Eigen dots and convolutions block their reductions by that size: the same program
+#: gives other bits on 1 and 2 threads. Deterministic mode fixes the size.
+CPU_THREADS_VAR = "PJRT_NPROC"
+#: The pool size deterministic mode sets unless ``PJRT_NPROC`` is already set: 1, the one
+#: size that is the same on every machine and never oversubscribes a core.
+DETERMINISTIC_CPU_THREADS = "1"
+
+
+def _flag_names(flags: str) -> set[str]:
+    return {f.split("=", 1)[0] for f in flags.split()}
+
+
+def deterministic_missing(environ=None, platform: str | None = None) -> dict[str, str]:
+    """What deterministic mode still has to set: ``{variable: new value}``.
+
+    Args:
+      environ: the environment to check (default ``os.environ``).
+      platform: only what this platform needs (``"cpu"``, ``"gpu"``); default both, as
+        before a backend starts nobody knows which one a program will run on.
+    """
+    environ = os.environ if environ is None else environ
+    out = {}
+    if platform in (None, "gpu", "cuda", "rocm"):
+        flags = environ.get("XLA_FLAGS", "")
+        have = _flag_names(flags)
+        add = [f for f in DETERMINISTIC_GPU_FLAGS if f.split("=", 1)[0] not in have]
+        if add:
+            out["XLA_FLAGS"] = " ".join([flags, *add]).strip()
+    if platform in (None, "cpu") and not environ.get(CPU_THREADS_VAR):
+        out[CPU_THREADS_VAR] = DETERMINISTIC_CPU_THREADS
+    return out
+
+
+def apply_deterministic() -> str:
+    """Makes this process's XLA programs bit-reproducible (``config.train.deterministic``).
+
+    Adds :data:`DETERMINISTIC_GPU_FLAGS` to ``XLA_FLAGS`` and sets ``PJRT_NPROC`` to
+    :data:`DETERMINISTIC_CPU_THREADS`; a value the user already set is kept (an explicit
+    ``--xla_gpu_deterministic_ops=false`` too: theirs wins, as for the YNN flag). XLA reads
+    both once, when the first backend starts, so this must run before any JAX computation
+    (``tljax.loop.train_and_evaluate`` and ``build`` call it first thing). The same
+    program, inputs and pool size then give the same bits run after run, on 1 core or 16
+    (on the same kind of CPU: another instruction set blocks sums differently).
+
+    It also sets ``jax_default_matmul_precision`` to ``"highest"`` for the process: float32
+    matmuls and convolutions in full float32 on every backend (GPUs otherwise take TF32 or
+    bf16 passes; on CPUs float32 already is full precision). Like XLA's flags this is
+    per process, so it covers every step built in it (``tljax.multiseed``, the bench).
+
+    Returns:
+      ``"applied"``, or ``"already set"`` when the environment (or, once a backend runs,
+      the part its platform needs) already was deterministic.
+
+    Raises:
+      RuntimeError: a JAX backend already started without these settings.
+    """
+    import jax
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        missing = deterministic_missing(platform=jax.default_backend())
+        if missing:
+            raise RuntimeError(
+                "config.train.deterministic=True, but a JAX backend already started "
+                f"without the settings it needs ({missing}); XLA reads them only at "
+                "start-up. Set them in the environment before starting Python ("
+                + " ".join(f"{k}={v!r}" for k, v in missing.items())
+                + "), or start the run before any JAX computation in this process."
+            )
+        state = "already set"
+    else:
+        missing = deterministic_missing()
+        os.environ.update(missing)
+        state = "applied" if missing else "already set"
+    jax.config.update("jax_default_matmul_precision", "highest")
+    return state

@@ -15,6 +15,10 @@ from tljax.models import build_classifier, get_backbone_factory
 from tljax.models.bert import Bert, from_pretrained_dir, pack_inputs, read_config
 from tljax.models.weights import load_hf_bert
 
+# Compared with float64/NumPy/torch references at 1e-4: full float32 matmuls and
+# convolutions (GPUs default to TF32, ~1e-3; tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 CFG = {
     "architectures": ["BertModel"],
     "model_type": "bert",

@@ -18,6 +18,10 @@ from tljax.models import get_backbone_factory
 from tljax.models.resnet import BottleneckBlock, max_pool_3x3_s2, resnet18
 from tljax.models.weights import load_torchvision_resnet, resnet_state_dict
 
+# Compared with float64/NumPy/torch references at 1e-4: full float32 matmuls and
+# convolutions (GPUs default to TF32, ~1e-3; tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("highest_precision")
+
 # torchvision's parameter counts (weights + biases, fc with 1000 classes included).
 TORCHVISION_PARAMS = {
     "resnet18": 11_689_512,

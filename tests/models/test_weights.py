@@ -129,6 +129,7 @@ def test_pth_round_trip(tmp_path, r18_sd):
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+@pytest.mark.usefixtures("highest_precision")  # vs torch in float32 (TF32 off there too)
 def test_matches_torch_resnet(arch):
     """Full network vs a torch.nn ResNet built like torchvision's (same state-dict keys)."""
     torch = pytest.importorskip("torch", reason="torch is not installed")
