@@ -37,6 +37,7 @@ from tljax.train import (
     make_train_step,
     with_augmentation,
 )
+from tljax.workdir import WorkdirLock
 
 log = logging.getLogger("tljax")
 
@@ -305,11 +306,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
       ValueError: bad config, data or shapes.
       FloatingPointError: the loss became NaN/Inf (the message names the step; the last
         checkpoint, written before it, is kept).
+      tljax.workdir.WorkdirBusy: another live run holds ``workdir``.
+      tljax.checkpoint.CheckpointError: no checkpoint can be trusted, or one cannot be
+        written (``CheckpointWriteError``).
+      tljax.logs.LogWriteError: ``metrics.jsonl`` cannot be written.
     """
     if config.train.deterministic:  # first: XLA reads it when the backend starts
         xla_env.apply_deterministic()
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
+    # One run per workdir: a second one is refused (WorkdirBusy) before it writes anything.
+    with WorkdirLock(workdir, enabled=distributed.is_main_process()):
+        return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir: str) -> dict:
     parts = build(config)
     task, t = parts["task"], config.train
     mesh = data_mesh()
@@ -351,8 +362,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
             tree, meta = ckpt.restore(_state_to_tree(state))
             state = TrainState(**tree)
             stream.set_state(meta["stream"])
-            logger.truncate_after(int(state.step))
             log.info("Resumed from step %d in %s", int(state.step), ckpt.directory)
+        # Also with no checkpoint: lines a killed run logged past it would repeat.
+        logger.truncate_after(int(state.step))
         return _run(
             config,
             parts,
@@ -364,8 +376,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
             workdir,
         )
     finally:
-        ckpt.close()
-        logger.close()
+        try:
+            ckpt.close()
+        finally:
+            logger.close()
 
 
 def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
@@ -444,6 +458,7 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
                 last_ckpt = step
     if bar is not None:
         bar.close()
+    ckpt.wait()  # a failed last checkpoint fails the run before it writes results.json
     final = _evaluate(parts, state, eval_fn, batch_sharding, t.eval_batch_size, selection=False)
     elapsed = time.perf_counter() - tic
     results = {
