@@ -32,8 +32,9 @@ convolutions split their sums by the pool size, so without it the same seed give
 bits on 1 and on 2 cores (the LeNet DANN step after 100 steps, jaxlib 0.10.2; no XLA flag
 changes that: ``--xla_cpu_multi_thread_eigen=false``, ``--xla_cpu_use_xnnpack=false``,
 ``--xla_cpu_use_onednn=false``, ``--xla_cpu_parallel_codegen_split_count=1`` and the
-XNN/oneDNN fusion types all left the 1- and 2-core bits different). The mode also traces
-the process's matmuls at the highest precision (``jax_default_matmul_precision``).
+XNN/oneDNN fusion types all left the 1- and 2-core bits different; ``PJRT_NPROC`` pins
+them, with YNN fusions on or off). The mode also sets the process's matmul precision to
+``"highest"``.
 """
 
 from __future__ import annotations

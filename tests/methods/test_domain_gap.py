@@ -26,9 +26,10 @@ ALIGNMENT = {
     "dann": (ADV, 1.0),
     "cdan": (ADV, 1.0),
     # Margin γ=1, not the default 4: with γ=4 this adversarial game on the toy ends on
-    # either side of the thresholds by chance (seeds 0..4 on a CPU: 2 of 5 pass; on an
-    # H200, TF32 rounding alone made seed 0 fail). With γ=1 seeds 0..9 all pass, the
-    # nearest by 0.03 in A-distance and 0.11 in the MMD ratio (seed 0: 0.18 and 0.42).
+    # either side of the thresholds by chance (seeds 0..4 on a CPU: 2 of 5 pass; seed 0
+    # failed on an H200, whose TF32 matmuls perturb the run like another seed would).
+    # With γ=1 seeds 0..9 all pass on a CPU, the nearest by 0.03 in A-distance and 0.11
+    # in the MMD ratio (seed 0, the one tested: by 0.18 and 0.42).
     "mdd": (dict(width=32, grl_max_iters=100.0, grl_hi=1.0, margin=1.0), 1.0),
     "dan": (None, 1.0),
     "jan": (None, 1.0),
