@@ -46,6 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.augment = "none"
     c.data.augment_kwargs = ml_collections.ConfigDict()
     c.data.prefetch = 2  # batches put on the device ahead by a background thread; 0: none
+    # Photo benchmarks: keep the images on disk, decoded on grain threads (same batches).
+    c.data.stream = False
 
     c.model = ml_collections.ConfigDict()
     c.model.backbone = "lenet"
@@ -114,6 +116,7 @@ RESUMABLE_FIELDS = {
     "train.progress",
     "train.tensorboard",
     "data.prefetch",
+    "data.stream",
 }
 
 # Subtrees whose keys belong to a backbone or method and are checked by them.

@@ -22,8 +22,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tljax import config as config_lib
 from tljax import distributed, evaluate, methods, optim, report, xla_env
 from tljax.checkpoint import Checkpointer
-from tljax.data import augment, tasks
+from tljax.data import augment, pixels, tasks
 from tljax.data.core import few_labels, hold_out, split_target_labels, standardize
+from tljax.data.grain_stream import GrainPairStream
 from tljax.data.prefetch import Prefetcher
 from tljax.data.stream import DomainPairStream
 from tljax.logs import MetricLogger, read_metrics
@@ -81,10 +82,14 @@ def build(config):
         data_seed=config.data.data_seed,
         image_size=config.data.image_size,
         **config.data.task_kwargs.to_dict(),
+        **({"stream": True} if config.data.stream else {}),
     )
     task.validate()
+    uint8 = pixels.is_uint8(task.source.train.x)  # converted and standardised on the device
     pixel_stats = {}  # the standardisation, so augmentation works on pixels
-    if config.data.standardize:
+    if config.data.standardize and uint8:
+        pixel_stats = dict(zip(("mean", "std"), pixels.channel_stats(task.source.train.x)))
+    elif config.data.standardize:
         dtype = task.source.train.x.dtype
         if not np.issubdtype(dtype, np.floating):
             raise ValueError(
@@ -165,11 +170,15 @@ def build(config):
     transform = augment.for_inputs(
         config.data.augment,
         config.data.augment_kwargs.to_dict(),
-        task.source.train.x,
+        task.source.train.x[:1].astype(np.float32) if uint8 else task.source.train.x,
         **pixel_stats,
     )
     if transform is not None:
         step = with_augmentation(step, transform)
+    eval_step = make_eval_step(graphs, dtype)
+    if uint8:
+        step = pixels.with_to_float(step, **pixel_stats)
+        eval_step = pixels.eval_with_to_float(eval_step, **pixel_stats)
     return dict(
         task=task,
         source_val=source_val,
@@ -181,7 +190,7 @@ def build(config):
         report=rule_report,
         schedule=schedule,
         train_step=step,
-        eval_step=make_eval_step(graphs, dtype),
+        eval_step=eval_step,
         state=init_state(params, rest, tx, seed=config.seed),
     )
 
@@ -348,7 +357,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
             f.write(optim.format_rule_report(parts["report"]) + "\n")
 
     state = jax.device_put(parts["state"], replicated)
-    stream = DomainPairStream(
+    stream = (GrainPairStream if config.data.stream else DomainPairStream)(
         task,
         config.data.batch_size,
         seed=config.seed,

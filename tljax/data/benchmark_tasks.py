@@ -20,8 +20,13 @@ TLlib. Channels: when one domain is grey and the other RGB, the grey one is repe
 * ``data_dir``: TFDS data directory (default: TFDS's, ``$TFDS_DATA_DIR`` or
   ``~/tensorflow_datasets``);
 * ``max_examples``: keep at most this many examples per split of each domain (the first
-  ones in TFDS's stored order) — the photo benchmarks are held in memory as float32
-  (0.6 MB per 224×224 image: Office-31 needs ~2 GB, VisDA-2017 ~100 GB in full);
+  ones in TFDS's stored order) — the photo benchmarks (Office, VisDA, DomainNet) are held
+  in memory as uint8 (150 KB per 224×224 image: Office-31 ~0.6 GB, VisDA-2017 ~31 GB,
+  DomainNet ~18 GB), converted to float on the device (:mod:`tljax.data.pixels`); the
+  digits stay float32 in [0, 1];
+* ``stream``: ``True`` keeps the photos on disk, decoded on access
+  (:class:`~tljax.data.benchmarks.loader.StreamedImages`; training batches come from
+  :class:`tljax.data.grain_stream.GrainPairStream`); set by ``data.stream``;
 * ``grayscale_to_rgb``: ``None`` (default: only when the channel counts differ),
   ``True`` (always 3 channels) or ``False`` (never; different channel counts are then
   an error).
@@ -41,7 +46,7 @@ import numpy as np
 from tljax.data.core import Domain, Split, Task
 from tljax.data.tasks import RegisteredTask
 
-OPTIONS = ("data_dir", "max_examples", "grayscale_to_rgb")
+OPTIONS = ("data_dir", "max_examples", "grayscale_to_rgb", "stream")
 _DIGITS = frozenset({"mnist", "usps", "svhn", "mnist_m"})
 
 
@@ -94,6 +99,7 @@ def benchmark_pair(
     data_dir: str | os.PathLike | None = None,
     max_examples: int | None = None,
     grayscale_to_rgb: bool | None = None,
+    stream: bool = False,
 ) -> Task:
     """Builds (or returns the cached) task ``"A->B"`` from two prepared benchmark domains.
 
@@ -105,9 +111,11 @@ def benchmark_pair(
       max_examples: at most this many examples per split of each domain.
       grayscale_to_rgb: ``None`` (repeat a grey domain to 3 channels when the other is
         RGB), ``True`` (always) or ``False`` (never).
+      stream: keep the images on disk, decoded on access (uint8).
 
     Returns:
-      The task, with read-only float32 NHWC images in [0, 1] and int32 labels.
+      The task, with read-only NHWC images (uint8 for the photo benchmarks, float32 in
+      [0, 1] for the digits) and int32 labels.
 
     Raises:
       ValueError: for a name that is not a benchmark pair, a bad option, or channel counts
@@ -128,15 +136,26 @@ def benchmark_pair(
         raise ValueError(f"grayscale_to_rgb must be None, True or False, got {grayscale_to_rgb!r}.")
     data_dir = os.fspath(data_dir) if data_dir else None
     limit = None if max_examples is None else int(max_examples)
-    return _build(name, *pair, int(image_size), data_dir, limit, grayscale_to_rgb)
+    if stream not in (True, False):
+        raise ValueError(f"stream must be True or False, got {stream!r}.")
+    return _build(name, *pair, int(image_size), data_dir, limit, grayscale_to_rgb, stream)
 
 
 # One task at a time: photo benchmarks take gigabytes; repeated builds (seeds, tests) hit.
 @functools.lru_cache(maxsize=1)
-def _build(name, source, target, image_size, data_dir, max_examples, grayscale_to_rgb) -> Task:
+def _build(
+    name, source, target, image_size, data_dir, max_examples, grayscale_to_rgb, stream=False
+) -> Task:
     from tljax.data.benchmarks import load_domain
 
-    kwargs = dict(data_dir=data_dir, image_size=image_size, max_examples=max_examples)
+    photos = label_set(source) not in ("digits", "fashion_mnist")
+    kwargs = dict(
+        data_dir=data_dir,
+        image_size=image_size,
+        max_examples=max_examples,
+        dtype="uint8" if photos or stream else "float32",
+        stream=stream,
+    )
     domains = [load_domain(source, **kwargs), load_domain(target, **kwargs)]
     channels = [d.train.x.shape[-1] for d in domains]
     if grayscale_to_rgb is False and channels[0] != channels[1]:
@@ -145,13 +164,17 @@ def _build(name, source, target, image_size, data_dir, max_examples, grayscale_t
             f"{channels[1]}, and grayscale_to_rgb=False; set it to None or True to repeat "
             "the grey domain to RGB."
         )
-    if grayscale_to_rgb or channels[0] != channels[1]:
+    if (grayscale_to_rgb or channels[0] != channels[1]) and stream:
+        # Decoded as RGB on access: no array to repeat.
+        domains = [load_domain(n, grayscale_to_rgb=True, **kwargs) for n in (source, target)]
+    elif grayscale_to_rgb or channels[0] != channels[1]:
         domains = [_to_rgb(d) for d in domains]
     task = Task(name, domains[0], domains[1], num_classes=_num_classes(source))
     task.validate()
     for domain in (task.source, task.target):
         for split in (domain.train, domain.test):
-            split.x.flags.writeable = False
+            if isinstance(split.x, np.ndarray):  # a StreamedImages is read-only anyway
+                split.x.flags.writeable = False
             split.y.flags.writeable = False
     return task
 

@@ -11,11 +11,16 @@ TLlib and most published tables (the target's labels are only used for evaluatio
 VisDA-2017: ``visda2017/synthetic`` is the labeled ``train`` split and ``visda2017/real``
 the ``validation`` split, each used as both train and test of its domain.
 
-Images come back as float32 NHWC in [0, 1]; variable-size photos are decoded with PIL
-(JPEG draft mode: decoded at reduced scale when much larger than the target) and
+Images come back as NHWC, float32 in [0, 1] (``dtype="float32"``, the default) or uint8
+as stored (``dtype="uint8"``, what the benchmark tasks use: the train and eval steps
+convert on the device, :mod:`tljax.data.pixels`); variable-size photos are decoded with
+PIL (JPEG draft mode: decoded at reduced scale when much larger than the target) and
 resized to ``image_size`` without keeping the aspect ratio (like TLlib's
-``ResizeImage``). A Domain holds everything in memory: 224x224 RGB float32 takes 0.6 MB
-per image, so use ``max_examples`` or a smaller ``image_size`` for the big domains.
+``ResizeImage``). In memory a 224x224 RGB image takes 150 KB as uint8 (VisDA-2017 ~31 GB,
+DomainNet ~18 GB) and 0.6 MB as float32. With ``stream=True`` nothing is decoded up front:
+a split's images are a :class:`StreamedImages` that decodes on access (the labels are read
+once), for domains that do not fit in memory (:mod:`tljax.data.grain_stream` feeds
+training from it with worker threads).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import io
 import os
 import textwrap
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +167,8 @@ def load_domain(
     image_size: int | tuple[int, int] | None = None,
     grayscale_to_rgb: bool = False,
     max_examples: int | None = None,
+    dtype: str | None = None,
+    stream: bool = False,
 ) -> Domain:
     """Loads one benchmark domain's train and test splits into memory.
 
@@ -173,9 +181,13 @@ def load_domain(
         channels.
       max_examples: keep at most this many examples per split: the first ones in the
         stored order, which TFDS shuffles deterministically when it prepares the data.
+      dtype: ``"float32"`` (images in [0, 1]) or ``"uint8"`` (as stored, 4x smaller);
+        ``None``: ``"uint8"`` with ``stream``, else ``"float32"``.
+      stream: keep the images on disk: each split's ``x`` is a :class:`StreamedImages`
+        (uint8, decoded on access); the labels are read into memory.
 
     Returns:
-      ``Domain(name, train, test)`` with float32 NHWC images in [0, 1] and int32 labels.
+      ``Domain(name, train, test)`` with NHWC images (``dtype``) and int32 labels.
 
     Raises:
       ValueError: for an unknown name or bad arguments.
@@ -184,6 +196,12 @@ def load_domain(
     """
     spec = get_benchmark(name)
     size = _check_size(image_size)
+    dtype = dtype or ("uint8" if stream else "float32")
+    if dtype not in ("float32", "uint8") or (stream and dtype != "uint8"):
+        raise ValueError(
+            f"dtype must be 'float32' or 'uint8' ('uint8' with stream=True), got {dtype!r} "
+            f"(stream={stream})."
+        )
     if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
         raise ValueError(f"max_examples must be a positive int or None, got {max_examples!r}.")
     if spec.tfds_native:
@@ -194,12 +212,16 @@ def load_domain(
     if size is None and None in native_shape[:2]:
         size = (_PHOTO_SIZE, _PHOTO_SIZE)
     splits = {}
+    channels = 3 if grayscale_to_rgb else native_shape[-1]
     for split in dict.fromkeys((spec.train_split, spec.test_split)):
+        source = _data_source(spec, builder, split)
+        if stream:
+            n = len(source) if max_examples is None else min(len(source), max_examples)
+            images = StreamedImages(source, n, size=size, channels=channels)
+            splits[split] = Split(x=images, y=_read_labels(source, n))
+            continue
         splits[split] = _read_split(
-            _data_source(spec, builder, split),
-            max_examples=max_examples,
-            size=size,
-            channels=3 if grayscale_to_rgb else native_shape[-1],
+            source, max_examples=max_examples, size=size, channels=channels, dtype=dtype
         )
     return Domain(name=spec.name, train=splits[spec.train_split], test=splits[spec.test_split])
 
@@ -283,7 +305,12 @@ def _records(source: Sequence, n: int, chunk: int = 1024) -> Iterator[dict]:
 
 
 def _read_split(
-    source: Sequence, *, max_examples: int | None, size: tuple[int, int] | None, channels: int
+    source: Sequence,
+    *,
+    max_examples: int | None,
+    size: tuple[int, int] | None,
+    channels: int,
+    dtype: str = "float32",
 ) -> Split:
     n = len(source) if max_examples is None else min(len(source), max_examples)
     if n == 0:
@@ -293,7 +320,7 @@ def _read_split(
     for i, example in enumerate(_records(source, n)):
         image = _to_array(example["image"], size, channels)
         if images is None:
-            images = np.empty((n, *image.shape), dtype=np.float32)
+            images = np.empty((n, *image.shape), dtype=dtype)
         if image.shape != images.shape[1:]:
             raise ValueError(
                 f"Example {i} has image shape {image.shape}, earlier ones {images.shape[1:]}; "
@@ -301,8 +328,105 @@ def _read_split(
             )
         images[i] = image
         labels[i] = int(example["label"])
-    images *= np.float32(1 / 255)
+    if dtype == "float32":
+        images *= np.float32(1 / 255)
     return Split(x=images, y=labels)
+
+
+def _read_labels(source: Sequence, n: int, chunk: int = 1024) -> np.ndarray:
+    """The int32 labels of the first ``n`` records (one pass, images not decoded)."""
+    if n == 0:
+        raise ValueError("The split is empty; there is nothing to load.")
+    labels = np.empty(n, dtype=np.int32)
+    if not isinstance(source[0], bytes):
+        for i in range(n):
+            labels[i] = int(source[i]["label"])
+        return labels
+    for start in range(0, n, chunk):
+        records = source.__getitems__(list(range(start, min(n, start + chunk))))
+        for i, record in enumerate(records, start):
+            example = tf_example_pb2.Example.FromString(record)
+            labels[i] = example.features.feature["label"].int64_list.value[0]
+    return labels
+
+
+def _example_image(record):
+    """The image field of one record: encoded bytes (raw source) or an array (mock)."""
+    if isinstance(record, bytes):
+        feature = tf_example_pb2.Example.FromString(record).features.feature
+        return feature["image"].bytes_list.value[0]
+    return record["image"]
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:  # PIL decodes and resizes with the GIL released: threads scale
+        _POOL = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="tljax-decode")
+    return _POOL
+
+
+class StreamedImages:
+    """The uint8 NHWC images of one split, read and decoded on access (array-like).
+
+    ``x[i]`` decodes one image, ``x[a:b]`` or ``x[index_array]`` a stack of them (on a
+    thread pool), exactly as :func:`load_domain` would have stored them; ``shape``,
+    ``dtype`` and ``len`` are those of the array it stands for. Nothing is cached, so a
+    split of any size takes no memory; :mod:`tljax.data.grain_stream` reads training
+    batches through :meth:`example` on grain's worker threads, evaluation reads slices.
+
+    Args:
+      source: the TFDS random-access data source of the split (raw records, or decoded
+        examples under ``tfds.testing.mock_data``).
+      n: the first ``n`` records are the split.
+      size: ``(height, width)`` to resize to, or ``None`` for the native size.
+      channels: 1 or 3.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, source: Sequence, n: int, *, size: tuple[int, int] | None, channels: int):
+        if n < 1:
+            raise ValueError("The split is empty; there is nothing to load.")
+        self.source, self.size, self.channels = source, size, channels
+        first = self.example(0)
+        self.shape = (int(n), *first.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def example(self, i: int) -> np.ndarray:
+        """Decodes image ``i`` to a uint8 ``(h, w, channels)`` array."""
+        return _to_array(_example_image(self.source[int(i)]), self.size, self.channels)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"index {key} out of range for {len(self)} images")
+            return self.example(i)
+        index = np.arange(len(self))[key]
+        if index.ndim != 1:
+            raise TypeError(f"StreamedImages takes an int, a slice or a 1-D index, got {key!r}.")
+        out = np.empty((len(index), *self.shape[1:]), np.uint8)
+        for j, image in enumerate(_pool().map(self.example, index.tolist())):
+            if image.shape != out.shape[1:]:
+                raise ValueError(
+                    f"Example {index[j]} has image shape {image.shape}, earlier ones "
+                    f"{out.shape[1:]}; pass image_size to resize all images to one size."
+                )
+            out[j] = image
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"StreamedImages(shape={self.shape}, dtype=uint8)"
 
 
 def _to_array(value, size: tuple[int, int] | None, channels: int) -> np.ndarray:
