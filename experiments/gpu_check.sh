@@ -96,7 +96,7 @@ if [ "$SMOKE" = 1 ]; then
   SEED_ARGS=(--members=2 --batch_sizes=4 --steps_per_block=2)
   TEST_ARGS=(tests/test_mixed_precision.py -k "unbiased")
 else
-  R50="configs/bench_photos_synthetic.py:arch=resnet50"
+  R50="configs/bench_photos_synthetic.py:arch=resnet50,n=256"
   BIG=256 SMALL=32 STEPS=10 LSTEPS=100 CAP=200
   SEED_ARGS=(--members=8 --batch_sizes=32 --steps_per_block=50)
   TEST_ARGS=(-n 12 --dist load)
@@ -109,6 +109,11 @@ if want r50_256; then
   # shellcheck disable=SC2046
   run r50_256_bf16 "$CAP" "${BENCH[@]}" --config="$R50,batch=$BIG" --steps="$STEPS" \
     --config.model.dtype=bfloat16 $(torch_args bf16_compile)
+fi
+if want profile; then
+  run profile_r50_bf16 "$CAP" "$PY" -m experiments.profile_step \
+    --config="$R50,batch=$BIG" --config.model.dtype=bfloat16 --steps=3 --top=40 \
+    --trace_dir="$(mktemp -d)" --json="$OUT/profile.json" --hlo="$OUT/profile.hlo.txt.gz"
 fi
 if want r50_32; then
   # shellcheck disable=SC2046
@@ -144,11 +149,6 @@ if want seeds; then
   { echo; echo "### 8 seeds: vmap vs sequential"; cat "$SEEDS_DIR/bench.md"; } \
     >>"$OUT/bench.md" 2>/dev/null
   rm -rf "$SEEDS_DIR"
-fi
-if want profile; then
-  run profile_r50_bf16 "$CAP" "$PY" -m experiments.profile_step \
-    --config="$R50,batch=$BIG" --config.model.dtype=bfloat16 --steps=3 --top=40 \
-    --trace_dir="$(mktemp -d)" --json="$OUT/profile.json" --hlo="$OUT/profile.hlo.txt.gz"
 fi
 if want tests; then
   t=$(left)
