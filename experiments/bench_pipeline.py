@@ -4,6 +4,19 @@ on a batch already on the device.
     python -m experiments.bench_pipeline --config=configs/dann_digits_m.py \
         [--augment=crop_flip] [--blocks=7] [--steps=50] [--out=runs/bench/pipeline.jsonl]
 
+Real photo files (issue 13): ``--jpeg_dir=DIR`` writes synthetic JPEG files in the
+Office-31 layout (31 class folders per domain, ``--jpeg_per_class`` random-texture images
+of ``--jpeg_size`` ± 25%, as photos of varied sizes), prepares them TF-free into TFDS's
+``array_record`` format in ``DIR/data`` (once; reused when present) and replaces the
+config's task by ``office31/amazon->office31/webcam`` on them (every other setting of
+the config is kept: e.g. ``configs/bench_photos_synthetic.py``'s ResNet-50 DANN). The
+images are then uint8, converted on the device; with ``--stream`` they stay on disk and
+every batch is read, JPEG-decoded and resized by
+:class:`tljax.data.grain_stream.GrainPairStream` on ``--threads`` threads:
+
+    python -m experiments.bench_pipeline --config=configs/bench_photos_synthetic.py \
+        --jpeg_dir=/tmp/tljax_jpeg --jpeg_per_class=20 --stream --augment=crop_flip
+
 Modes (the step is ``tljax.loop.build``'s, jitted with the state donated, as training):
 
 - ``synthetic``: one batch, put on the device once (no input cost at all);
@@ -35,6 +48,7 @@ from absl import app, flags
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import config_flags
 
+from tljax.data.grain_stream import GrainPairStream
 from tljax.data.prefetch import Prefetcher
 from tljax.data.stream import DomainPairStream
 from tljax.loop import build, data_mesh
@@ -45,6 +59,58 @@ _BLOCKS = flags.DEFINE_integer("blocks", 7, "Timed blocks per mode.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Steps per block.")
 _WARMUP = flags.DEFINE_integer("warmup", 10, "Warm-up steps per mode.")
 _OUT = flags.DEFINE_string("out", "", "Append JSON lines here too.")
+_JPEG_DIR = flags.DEFINE_string(
+    "jpeg_dir", "", "Write synthetic Office-31 JPEG files here and train on them."
+)
+_JPEG_PER_CLASS = flags.DEFINE_integer("jpeg_per_class", 20, "Images per class and domain.")
+_JPEG_SIZE = flags.DEFINE_integer("jpeg_size", 300, "Typical side of the written JPEGs.")
+_STREAM = flags.DEFINE_bool("stream", False, "data.stream: decode every batch from the files.")
+_THREADS = flags.DEFINE_integer("threads", 0, "Decoding threads per domain (0: CPU count).")
+_HOST_BATCHES = flags.DEFINE_integer("host_batches", 200, "Batches timed for the host cost.")
+JPEG_TASK = "office31/amazon->office31/webcam"
+
+
+def write_jpeg_benchmark(root: str, per_class: int, size: int, *, seed: int = 0) -> str:
+    """Writes random-texture JPEGs in the Office-31 layout (``amazon`` and ``webcam``, 31
+    class folders each) and prepares them TF-free; returns the TFDS ``data_dir``.
+
+    Sides are drawn from ``[0.75, 1.25] * size`` (photos come in many sizes), the texture
+    is smooth noise (JPEG-compressible like a photo, unlike white noise). Skips domains
+    already prepared in ``root/data``.
+    """
+    from PIL import Image
+
+    from tljax.data.benchmarks import prepare_domain
+    from tljax.data.benchmarks.builders.office import OFFICE31_CLASSES
+
+    data_dir = os.path.join(os.path.abspath(root), "data")
+    rng = np.random.default_rng(seed)
+    for domain in ("amazon", "webcam"):
+        done = os.path.join(root, f".{domain}_{per_class}_{size}.done")
+        if os.path.exists(done):
+            continue
+        manual = os.path.join(root, "manual")
+        for name in OFFICE31_CLASSES:
+            folder = os.path.join(manual, domain, "images", name)
+            os.makedirs(folder, exist_ok=True)
+            for j in range(per_class):
+                h, w = (rng.uniform(0.75, 1.25, 2) * size).astype(int)
+                coarse = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+                image = Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC)
+                image.save(os.path.join(folder, f"{domain}_{j}.jpg"), quality=90)
+        prepare_domain(f"office31/{domain}", data_dir=data_dir, manual_dir=manual)
+        open(done, "w").close()
+    return data_dir
+
+
+def use_jpeg_task(config, data_dir: str) -> None:
+    """Points ``config`` at the prepared JPEG pair (``--stream`` sets ``data.stream``)."""
+    import ml_collections
+
+    with config.unlocked():
+        config.data.task = JPEG_TASK
+        config.data.task_kwargs = ml_collections.ConfigDict({"data_dir": data_dir})
+        config.data.stream = _STREAM.value
 
 
 def _summary(rates):
@@ -66,6 +132,9 @@ def _paired(fed, base):
 def main(argv):
     del argv
     config = _CONFIG.value
+    if _JPEG_DIR.value:
+        data_dir = write_jpeg_benchmark(_JPEG_DIR.value, _JPEG_PER_CLASS.value, _JPEG_SIZE.value)
+        use_jpeg_task(config, data_dir)
     load_before = os.getloadavg()
     sharding = NamedSharding(data_mesh(), PartitionSpec("data"))
     plain = build(config)
@@ -73,7 +142,10 @@ def main(argv):
         config.data.augment = _AUGMENT.value
     augmented = build(config)
     task, bs, seed = plain["task"], config.data.batch_size, config.seed
-    stream = DomainPairStream(task, bs, seed=seed)
+    if config.data.stream:
+        stream = GrainPairStream(task, bs, seed=seed, num_threads=_THREADS.value or None)
+    else:
+        stream = DomainPairStream(task, bs, seed=seed)
     fixed = jax.device_put(next(stream), sharding)
 
     def runner(parts, feed):
@@ -126,7 +198,7 @@ def main(argv):
         for name, block in modes.items():
             rates[name].append(block(_STEPS.value))
     host = []  # one batch's host gather + transfer alone
-    for _ in range(200):
+    for _ in range(_HOST_BATCHES.value):
         t = time.perf_counter()
         jax.block_until_ready(jax.device_put(next(stream), sharding))
         host.append(time.perf_counter() - t)
@@ -141,6 +213,11 @@ def main(argv):
     res = {name: _summary(r) for name, r in rates.items()}
     common = {
         "config": f"{config.method.name} {config.data.task}",
+        "backbone": config.model.backbone,
+        "image_size": config.data.image_size,
+        "input_dtype": str(task.source.train.x.dtype),
+        "stream": bool(config.data.stream),
+        "threads": _THREADS.value or os.cpu_count(),
         "batch_per_domain": bs,
         "augment": _AUGMENT.value,
         "prefetch": config.data.prefetch or 2,
