@@ -92,7 +92,11 @@ print("OUT", json.dumps({"rows": rows, "target_test_acc": res["target_test_acc"]
 
 def _run_on(cpus, workdir, deterministic=True):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PJRT_NPROC", "NPROC")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    # keep the caller's PYTHONPATH (e.g. packages installed with pip --target) after ROOT
+    env.update(
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p),
+    )
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(workdir), str(int(deterministic)), json.dumps(cpus)],
         cwd=ROOT,

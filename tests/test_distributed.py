@@ -60,7 +60,11 @@ def _free_port() -> int:
 
 def _launch(pid, nproc, port, workdir, steps):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",) and "JAX_" not in k}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    # keep the caller's PYTHONPATH (e.g. packages installed with pip --target) after ROOT
+    env.update(
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p),
+    )
     args = [sys.executable, "-c", SCRIPT, str(pid), str(nproc), str(port), workdir, steps]
     return subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

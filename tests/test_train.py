@@ -67,8 +67,13 @@ def test_step_does_not_know_the_method_weight_zero_equals_source_only():
 
 
 @pytest.mark.parametrize("coeff, reaches", [(1.0, True), (0.0, False)])
-def test_dann_gradient_reaches_features_scaled_by_grl_coefficient(coeff, reaches):
+def test_dann_gradient_reaches_features_scaled_by_grl_coefficient(
+    coeff, reaches, highest_precision
+):
     # The warm-start schedule gives coefficient 0 at step 0 (lo=0): no domain gradient yet.
+    # Two different programs are compared: at full float32 precision (no TF32 on a GPU)
+    # they agree to float rounding (~1e-8 here) when no domain gradient flows; with
+    # coefficient 1 the domain gradient moves the kernel by ~4e-2.
     state, step, _, _ = tiny_setup("dann", hparams=dict(grl_lo=coeff, grl_hi=coeff))
     s_so, step_so, _, _ = tiny_setup("source_only")
     a, _ = _run(state, step, n=1)
@@ -77,7 +82,7 @@ def test_dann_gradient_reaches_features_scaled_by_grl_coefficient(coeff, reaches
         np.asarray(a.params["model"]["backbone"]["conv1"]["kernel"])
         - np.asarray(b.params["model"]["backbone"]["conv1"]["kernel"])
     ).max()
-    assert (diff > 1e-7) == reaches, diff
+    assert (diff > 1e-5) == reaches, diff
 
 
 def test_bfloat16_compute_keeps_float32_params_and_trains():
