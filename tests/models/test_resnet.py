@@ -164,3 +164,31 @@ def test_bad_arguments_raise():
         ResNet("resnet51", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="height, width, channels"):
         resnet18((32, 32), rngs=nnx.Rngs(0))
+
+
+def test_imported_torchvision_weights_update_running_variance_as_pytorch(tmp_path):
+    """With torchvision weights the running variance takes PyTorch's unbiased batch
+    variance ``n/(n-1)·σ²``; built from scratch it keeps NNX's biased one."""
+    from safetensors.numpy import save_file
+
+    from tljax.models import pretrained
+
+    path = str(tmp_path / "r18.safetensors")
+    sd = random_state_dict(torchvision_resnet_shapes("resnet18"), seed=3)
+    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in sd.items()}, path)
+    kwargs = pretrained.backbone_kwargs("resnet18", {}, path)
+    assert kwargs == {"bn_unbiased_running_var": True}
+    assert pretrained.backbone_kwargs("resnet18", {"bn_unbiased_running_var": False}, path) == {
+        "bn_unbiased_running_var": False
+    }
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 32, 32, 3)), jnp.float32)
+    for unbiased in (True, False):
+        model = resnet18((32, 32, 3), rngs=nnx.Rngs(0), bn_unbiased_running_var=unbiased)
+        pretrained.load(model, "resnet18", path)
+        v0 = np.asarray(model.bn1.var[...], np.float64)
+        y = np.asarray(model.conv1(x), np.float64)  # the input of bn1
+        model.train()
+        model(x)
+        n = y.shape[0] * y.shape[1] * y.shape[2]
+        var = y.var((0, 1, 2)) * (n / (n - 1) if unbiased else 1.0)
+        np.testing.assert_allclose(model.bn1.var[...], 0.9 * v0 + 0.1 * var, rtol=1e-4)

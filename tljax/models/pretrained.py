@@ -102,7 +102,9 @@ def _check(backbone: str, path: str) -> str:
 def backbone_kwargs(backbone: str, kwargs: dict, path: str) -> dict:
     """The backbone's keyword arguments, completed from the pretrained files: for
     ``bert`` with a model directory and no ``config`` given, ``config`` is its
-    ``config.json``.
+    ``config.json``; for a ResNet with torchvision weights, BatchNorm updates its running
+    variance with PyTorch's unbiased batch variance (``bn_unbiased_running_var=True``)
+    unless ``kwargs`` sets it.
 
     Raises:
       ValueError: for a backbone without a loader, or ``bert`` weights given as a single
@@ -110,6 +112,10 @@ def backbone_kwargs(backbone: str, kwargs: dict, path: str) -> dict:
       FileNotFoundError: if ``path`` does not exist.
     """
     path = _check(backbone, path)
+    if backbone.startswith("resnet"):
+        # torchvision's weights: keep their running statistics as PyTorch updates them
+        # (unbiased running variance), unless the config says otherwise.
+        return {"bn_unbiased_running_var": True, **kwargs}
     if backbone != "bert" or kwargs.get("config"):
         return kwargs
     config = os.path.join(path, "config.json")

@@ -13,9 +13,11 @@ Parameter paths mirror torchvision's state-dict keys: ``conv1``, ``bn1``,
 (only when ``num_classes`` is given), e.g. ``layer1/0/conv1/kernel``.
 
 BatchNorm uses eps 1e-5 and PyTorch's momentum 0.1 (NNX counts momentum the other way:
-``momentum=0.9`` keeps 90% of the old running statistic). Note that NNX updates the running
-variance with the biased batch variance, PyTorch with the unbiased one; with the usual batch
-sizes the difference is a factor ``n/(n-1)`` on the update and is ignored.
+``momentum=0.9`` keeps 90% of the old running statistic). NNX updates the running variance
+with the biased batch variance, PyTorch with the unbiased one (a factor ``n/(n-1)`` on the
+update); ``bn_unbiased_running_var=True`` does as PyTorch, and is the default when
+torchvision weights are imported (``config.model.pretrained``), so fine-tuning follows
+PyTorch's statistics. BatchNorm keeps its input's dtype (:mod:`tljax.models.norm`).
 """
 
 from __future__ import annotations
@@ -83,9 +85,16 @@ def conv(in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, rngs: nnx.Rng
     )
 
 
-def batch_norm(features: int, *, rngs: nnx.Rngs) -> BatchNorm:
-    """``nnx.BatchNorm`` with PyTorch's defaults (eps 1e-5, momentum 0.1)."""
-    return BatchNorm(features, epsilon=BN_EPS, momentum=BN_MOMENTUM, rngs=rngs)
+def batch_norm(features: int, *, rngs: nnx.Rngs, unbiased: bool = False) -> BatchNorm:
+    """BatchNorm with PyTorch's defaults (eps 1e-5, momentum 0.1); ``unbiased``: PyTorch's
+    unbiased running variance."""
+    return BatchNorm(
+        features,
+        epsilon=BN_EPS,
+        momentum=BN_MOMENTUM,
+        unbiased_running_var=unbiased,
+        rngs=rngs,
+    )
 
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
@@ -171,6 +180,8 @@ class ResNet(nnx.Module):
         (``nnx.remat``, i.e. ``jax.checkpoint`` with nothing saveable): less activation
         memory for about one more forward pass of compute. Set it from a config with
         ``--config.model.backbone_kwargs.remat=block``.
+      bn_unbiased_running_var: BatchNorm updates its running variance with the unbiased
+        batch variance, as PyTorch (default when torchvision weights are imported).
       rngs: NNX random streams for initialisation.
 
     Raises:
@@ -185,6 +196,7 @@ class ResNet(nnx.Module):
         num_classes: int | None = None,
         small_input: bool = False,
         remat: str = "none",
+        bn_unbiased_running_var: bool = False,
         rngs: nnx.Rngs,
     ):
         if arch not in ARCHS:
@@ -213,6 +225,10 @@ class ResNet(nnx.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.feature_dim = in_ch
         self.fc = nnx.Linear(in_ch, num_classes, rngs=rngs) if num_classes else None
+        if bn_unbiased_running_var:
+            for _, node in nnx.iter_graph(self):
+                if isinstance(node, BatchNorm):
+                    node.unbiased_running_var = True
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         if x.ndim != 4:
@@ -241,7 +257,7 @@ def _call_block(block: nnx.Module, x: jax.Array) -> jax.Array:
     return block(x)
 
 
-def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input, remat) -> ResNet:
+def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input, remat, bn_unb):
     if len(tuple(input_shape)) != 3:
         raise ValueError(
             f"{arch} needs input_shape (height, width, channels), got {tuple(input_shape)}."
@@ -252,36 +268,69 @@ def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input, rem
         num_classes=num_classes,
         small_input=small_input,
         remat=remat,
+        bn_unbiased_running_var=bn_unb,
         rngs=rngs,
     )
 
 
 def resnet18(
-    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+    input_shape,
+    *,
+    rngs: nnx.Rngs,
+    num_classes=None,
+    small_input=False,
+    remat="none",
+    bn_unbiased_running_var=False,
 ) -> ResNet:
     """ResNet-18 (512-d features); factory used by the model registry."""
-    return _build("resnet18", input_shape, rngs, num_classes, small_input, remat)
+    return _build(
+        "resnet18", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
+    )
 
 
 def resnet34(
-    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+    input_shape,
+    *,
+    rngs: nnx.Rngs,
+    num_classes=None,
+    small_input=False,
+    remat="none",
+    bn_unbiased_running_var=False,
 ) -> ResNet:
     """ResNet-34 (512-d features); factory used by the model registry."""
-    return _build("resnet34", input_shape, rngs, num_classes, small_input, remat)
+    return _build(
+        "resnet34", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
+    )
 
 
 def resnet50(
-    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+    input_shape,
+    *,
+    rngs: nnx.Rngs,
+    num_classes=None,
+    small_input=False,
+    remat="none",
+    bn_unbiased_running_var=False,
 ) -> ResNet:
     """ResNet-50 (2048-d features); factory used by the model registry."""
-    return _build("resnet50", input_shape, rngs, num_classes, small_input, remat)
+    return _build(
+        "resnet50", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
+    )
 
 
 def resnet101(
-    input_shape, *, rngs: nnx.Rngs, num_classes=None, small_input=False, remat="none"
+    input_shape,
+    *,
+    rngs: nnx.Rngs,
+    num_classes=None,
+    small_input=False,
+    remat="none",
+    bn_unbiased_running_var=False,
 ) -> ResNet:
     """ResNet-101 (2048-d features); factory used by the model registry."""
-    return _build("resnet101", input_shape, rngs, num_classes, small_input, remat)
+    return _build(
+        "resnet101", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
+    )
 
 
 __all__ = [
