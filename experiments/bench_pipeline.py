@@ -12,7 +12,8 @@ config's task by ``office31/amazon->office31/webcam`` on them (every other setti
 the config is kept: e.g. ``configs/bench_photos_synthetic.py``'s ResNet-50 DANN). The
 images are then uint8, converted on the device; with ``--stream`` they stay on disk and
 every batch is read, JPEG-decoded and resized by
-:class:`tljax.data.grain_stream.GrainPairStream` on ``--threads`` threads:
+:class:`tljax.data.grain_stream.GrainPairStream` on ``--threads`` threads (in each of
+``--workers`` processes, if any):
 
     python -m experiments.bench_pipeline --config=configs/bench_photos_synthetic.py \
         --jpeg_dir=/tmp/tljax_jpeg --jpeg_per_class=20 --stream --augment=crop_flip
@@ -66,6 +67,7 @@ _JPEG_PER_CLASS = flags.DEFINE_integer("jpeg_per_class", 20, "Images per class a
 _JPEG_SIZE = flags.DEFINE_integer("jpeg_size", 300, "Typical side of the written JPEGs.")
 _STREAM = flags.DEFINE_bool("stream", False, "data.stream: decode every batch from the files.")
 _THREADS = flags.DEFINE_integer("threads", 0, "Decoding threads per domain (0: CPU count).")
+_WORKERS = flags.DEFINE_integer("workers", 0, "grain worker processes per domain (--stream).")
 _HOST_BATCHES = flags.DEFINE_integer("host_batches", 200, "Batches timed for the host cost.")
 JPEG_TASK = "office31/amazon->office31/webcam"
 
@@ -143,7 +145,9 @@ def main(argv):
     augmented = build(config)
     task, bs, seed = plain["task"], config.data.batch_size, config.seed
     if config.data.stream:
-        stream = GrainPairStream(task, bs, seed=seed, num_threads=_THREADS.value or None)
+        stream = GrainPairStream(
+            task, bs, seed=seed, num_threads=_THREADS.value or None, num_workers=_WORKERS.value
+        )
     else:
         stream = DomainPairStream(task, bs, seed=seed)
     fixed = jax.device_put(next(stream), sharding)
@@ -218,6 +222,7 @@ def main(argv):
         "input_dtype": str(task.source.train.x.dtype),
         "stream": bool(config.data.stream),
         "threads": _THREADS.value or os.cpu_count(),
+        "workers": _WORKERS.value,
         "batch_per_domain": bs,
         "augment": _AUGMENT.value,
         "prefetch": config.data.prefetch or 2,

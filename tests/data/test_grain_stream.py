@@ -232,3 +232,16 @@ def test_streaming_run_equals_in_memory_run_and_resumes(office_dir, tmp_path):
 
     assert losses(tmp_path / "stream") == losses(tmp_path / "memory")
     assert losses(tmp_path / "resumed") == losses(tmp_path / "memory")
+
+
+@pytest.mark.slow
+def test_grain_worker_processes_give_the_same_batches_and_resume():
+    task = _index_task()
+    memory = DomainPairStream(task, 4, seed=2)
+    expected = [next(memory) for _ in range(5)]
+    procs = GrainPairStream(task, 4, seed=2, num_threads=1, num_workers=2)
+    for batch in expected[:3]:
+        _assert_batches_equal(next(procs), batch)
+    procs.set_state({"position": 1})  # back, into a fresh pool of workers
+    for batch in expected[1:]:
+        _assert_batches_equal(next(procs), batch)

@@ -9,26 +9,38 @@ differs: a split's ``x`` may be a :class:`~tljax.data.benchmarks.loader.Streamed
 (``data.stream=True``: records read from TFDS's ``array_record`` random-access data
 source and JPEG-decoded and resized on access) or an in-memory array.
 
-Per domain the pipeline is a grain ``MapDataset`` over the example order (one element =
-one dataset index, a pure function of ``(seed, domain, element)``), mapped to the decoded
-example, turned into an ``IterDataset`` whose ``ReadOptions(num_threads=...)`` decodes
-elements ahead on a thread pool (PIL releases the GIL while decoding and resizing), and
-batched. The whole state is the batch ``position`` (one integer, stored in checkpoints as
-the in-memory stream's): :meth:`GrainPairStream.set_state` seeks each grain iterator with
-``set_state({"next_index": position * batch_size})``, so kill + resume reproduces the
-uninterrupted run, and a checkpoint of either stream resumes in the other.
+Per domain the pipeline is a grain ``MapDataset`` over batch positions, mapped to the
+decoded batch (its indices from :class:`EpochOrder`, a pure function of ``(seed, domain,
+position)``), turned into an ``IterDataset`` whose ``ReadOptions(num_threads=...)``
+decodes batches ahead on a thread pool (PIL releases the GIL while decoding and
+resizing), optionally spread over worker processes (``mp_prefetch``). The whole state is
+the batch ``position`` (one integer, stored in checkpoints as the in-memory stream's):
+:meth:`GrainPairStream.set_state` rebuilds each pipeline from that position, so kill +
+resume reproduces the uninterrupted run, and a checkpoint of either stream resumes in
+the other.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 
 import numpy as np
 
 from tljax.data.core import Split, Task
 
 _LENGTH = 2**62  # elements of the (endless) example order; grain indexes it lazily
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # streams with a live grain iterator
+
+
+@atexit.register
+def _close_all() -> None:
+    # Before the interpreter tears modules down: grain's iterators then fail to close
+    # themselves (noisy tracebacks, leaked shared memory of worker processes).
+    for stream in list(_OPEN):
+        stream.close()
 
 
 class EpochOrder:
@@ -62,6 +74,12 @@ class EpochOrder:
                 self._cache[e] = order
             return order
 
+    def __getstate__(self) -> dict:  # pickled into grain worker processes
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_cache")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _cache={})
+
     def __len__(self) -> int:
         return _LENGTH
 
@@ -70,33 +88,50 @@ class EpochOrder:
         return int(self.epoch(e)[r])
 
 
-def _reader(split: Split, with_labels: bool):
-    x, y = split.x, split.y
-    example = getattr(x, "example", None) or x.__getitem__
+class _BatchReader:
+    """Reads the batch at one position: its indices from the order, each example decoded.
 
-    def read(i: int) -> dict:
-        out = {"image": np.asarray(example(i))}
-        if with_labels:
-            out["label"] = np.int32(y[i])
+    A plain class (not a closure) so that grain can pickle it into worker processes."""
+
+    def __init__(self, split: Split, order: EpochOrder, with_labels: bool):
+        self.x, self.y, self.order, self.with_labels = split.x, split.y, order, with_labels
+
+    def __call__(self, position: int) -> dict[str, np.ndarray]:
+        bs = self.order.batch_size
+        idx = [self.order[j] for j in range(position * bs, (position + 1) * bs)]
+        example = getattr(self.x, "example", None)
+        if example is None:  # an in-memory array
+            out = {"image": np.asarray(self.x[idx])}
+        else:
+            out = {"image": np.stack([example(i) for i in idx])}
+        if self.with_labels:
+            out["label"] = self.y[idx].astype(np.int32)
         return out
-
-    return read
 
 
 class GrainDomainStream:
-    """Shuffled fixed-size batches of one split, decoded on grain worker threads.
+    """Shuffled fixed-size batches of one split, decoded by grain worker threads (or
+    processes).
+
+    The grain pipeline is ``MapDataset.range(position, ∞).map(read batch)`` (a batch is
+    one element, so batches hold exactly the in-memory stream's examples whatever the
+    parallelism), ``to_iter_dataset(ReadOptions(num_threads))`` (batches decoded ahead,
+    one per thread), and with ``num_workers > 0`` also ``mp_prefetch`` (worker processes,
+    each with its threads, for when the GIL limits threads). Seeking rebuilds it from the
+    position: no grain iterator state is needed to resume exactly.
 
     Args:
       split: the data (``x`` an array or a :class:`StreamedImages`).
       batch_size: examples per batch; must not exceed the split size.
       seed, domain_id: the shuffling (as :class:`tljax.data.stream.DomainStream`).
       with_labels: whether batches hold ``"label"``.
-      num_threads: decoding threads (default: the CPU count).
-      buffer: examples decoded ahead (default: 4 batches).
+      num_threads: batches decoded at once per process (default: the CPU count).
+      num_workers: worker processes (0: decode in this process).
+      buffer: batches decoded ahead (default: ``2 * num_threads``).
       name: used in error messages.
 
     Raises:
-      ValueError: if the split is smaller than one batch.
+      ValueError: if the split is smaller than one batch, or a negative count.
     """
 
     def __init__(
@@ -108,6 +143,7 @@ class GrainDomainStream:
         domain_id: int,
         with_labels: bool = True,
         num_threads: int | None = None,
+        num_workers: int = 0,
         buffer: int | None = None,
         name: str = "domain",
     ):
@@ -116,34 +152,53 @@ class GrainDomainStream:
                 f"batch_size={batch_size} for {name!r} must be between 1 and its "
                 f"{len(split)} training examples."
             )
-        import grain  # here: importing grain takes ~2 s, paid only by streaming runs
-
+        if num_workers < 0 or (num_threads is not None and num_threads < 1):
+            raise ValueError(
+                f"num_threads must be >= 1 (or None) and num_workers >= 0, got "
+                f"{num_threads} and {num_workers}."
+            )
         self.batch_size = int(batch_size)
         self.order = EpochOrder(len(split), batch_size, seed=seed, domain_id=domain_id)
         self.batches_per_epoch = self.order.batches_per_epoch
-        options = grain.ReadOptions(
-            num_threads=num_threads or os.cpu_count() or 1,
-            prefetch_buffer_size=buffer or 4 * self.batch_size,
-        )
-        self.dataset = (
-            grain.MapDataset.source(self.order)
-            .map(_reader(split, with_labels))
-            .to_iter_dataset(options)
-            .batch(self.batch_size, drop_remainder=True)
-        )
+        self.num_threads = int(num_threads or os.cpu_count() or 1)
+        self.num_workers = int(num_workers)
+        self.buffer = int(buffer or 2 * self.num_threads)
+        self._read = _BatchReader(split, self.order, with_labels)
         self._iter = None
         self._position = 0
 
+    def dataset(self, position: int):
+        """The grain ``IterDataset`` of the batches from ``position`` on."""
+        import grain  # here: importing grain takes ~2 s, paid only by streaming runs
+
+        ds = grain.MapDataset.range(int(position), _LENGTH // self.batch_size).map(self._read)
+        ds = ds.to_iter_dataset(grain.ReadOptions(self.num_threads, self.buffer))
+        if self.num_workers:
+            from absl import flags
+
+            if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (defaults)
+                flags.FLAGS.mark_as_parsed()
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers))
+        return ds
+
     def seek(self, position: int) -> None:
         """The next batch will be the one at ``position``; decoding ahead starts lazily."""
+        self.close()  # a fresh iterator: the old one's read-ahead is dropped
         self._position = int(position)
-        self._iter = None  # a fresh iterator: the old one's read-ahead is dropped
+
+    def close(self) -> None:
+        """Stops the decoding threads (and worker processes); :meth:`__next__` restarts."""
+        it, self._iter = self._iter, None
+        if it is not None and hasattr(it, "close"):
+            it.close()
 
     def __next__(self) -> dict[str, np.ndarray]:
         if self._iter is None:
-            self._iter = iter(self.dataset)
-            self._iter.set_state({"next_index": self._position * self.batch_size})
+            self._iter = iter(self.dataset(self._position))
+            _OPEN.add(self)
         batch = next(self._iter)
+        if self.num_workers:  # out of grain's shared memory, which a kept batch would pin
+            batch = {k: np.array(v) for k, v in batch.items()}
         self._position += 1
         return batch
 
@@ -159,7 +214,8 @@ class GrainPairStream:
       target_labeled: labelled target examples; batches then also hold
         ``"target_labeled": {image, label}``.
       target_labeled_batch_size: its batch size (default: ``batch_size``).
-      num_threads: decoding threads per domain (default: the CPU count).
+      num_threads: batches decoded at once per domain (default: the CPU count).
+      num_workers: grain worker processes per domain (0: threads of this process).
     """
 
     def __init__(
@@ -172,6 +228,7 @@ class GrainPairStream:
         target_labeled: Split | None = None,
         target_labeled_batch_size: int | None = None,
         num_threads: int | None = None,
+        num_workers: int = 0,
     ):
         def stream(split, bs, domain_id, name, with_labels=True):
             return GrainDomainStream(
@@ -181,6 +238,7 @@ class GrainPairStream:
                 domain_id=domain_id,
                 with_labels=with_labels,
                 num_threads=num_threads,
+                num_workers=num_workers,
                 name=name,
             )
 
@@ -207,6 +265,11 @@ class GrainPairStream:
 
     def get_state(self) -> dict[str, int]:
         return {"position": self.position}
+
+    def close(self) -> None:
+        """Stops every domain's decoding (a later batch restarts it where it was)."""
+        for s in self.streams.values():
+            s.close()
 
     def set_state(self, state: dict[str, int]) -> None:
         self.position = int(state["position"])
