@@ -71,6 +71,8 @@ def test_office31_pair_has_one_split_per_domain(tmp_path):
     )
     assert task.num_classes == 31
     assert task.source.train.x.shape == (4, 24, 24, 3)
+    # Photos are held as uint8 (converted on the device), read-only like every task's.
+    assert task.source.train.x.dtype == np.uint8 and not task.source.train.x.flags.writeable
     assert task.target.test is task.target.train  # the whole domain is train and test
 
 
