@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib
 import inspect
 import os
 
@@ -164,7 +163,7 @@ def method_hparam_defaults(name: str) -> dict | None:
             f"Unknown method {name!r} (config.method.name).{_did_you_mean(name, valid)} "
             f"Valid methods: {valid}."
         )
-    make = importlib.import_module(f"tljax.methods.{name}").make
+    make = methods.get_factory(name)
     params = inspect.signature(make).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None

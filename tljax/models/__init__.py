@@ -1,21 +1,24 @@
 """Backbone registry and the classifier builder.
 
 A backbone is an ``nnx.Module`` whose call returns a dict with at least ``"features"``
-(shape ``(n, feature_dim)``) and that has a ``feature_dim`` attribute. Register new ones
-with :func:`register_backbone`; a factory takes ``(input_shape, *, rngs, **kwargs)``.
+(shape ``(n, feature_dim)``) and that has a ``feature_dim`` attribute. A factory takes
+``(input_shape, *, rngs, **kwargs)``; its keyword arguments are
+``config.model.backbone_kwargs``. Add one with :func:`register_backbone`, or ship it in an
+installed package as an entry point of the group ``tljax.backbones``
+(``my_net = "my_package.nets:my_net"``), found lazily (see :mod:`tljax.registry`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from flax import nnx
 
+from tljax import registry as _registry
 from tljax.models.heads import Bottleneck, Classifier, DomainDiscriminator
 
 # name -> "module:function", imported lazily so heavy backbones cost nothing until used.
-_BACKBONES: dict[str, str | Callable] = {
+_BUILTIN: dict[str, str] = {
     "lenet": "tljax.models.lenet:lenet",
     "dtn": "tljax.models.dtn:dtn",
     "mlp": "tljax.models.mlp:mlp",
@@ -25,31 +28,38 @@ _BACKBONES: dict[str, str | Callable] = {
     "resnet101": "tljax.models.resnet:resnet101",
     "bert": "tljax.models.bert:bert",
 }
+_REGISTRY = _registry.Registry(
+    "backbone",
+    _registry.GROUPS["backbone"],
+    builtins=lambda: _BUILTIN,
+    load_builtin=_BUILTIN.__getitem__,
+)
 
 
 def register_backbone(name: str, factory: str | Callable) -> None:
-    """Registers a backbone factory (a callable or a ``"module:function"`` string)."""
-    _BACKBONES[name] = factory
+    """Registers a backbone factory (a callable or a ``"module:function"`` string imported
+    on first use); registering a name again replaces it.
+
+    Raises:
+      ValueError: if ``name`` is a built-in backbone.
+    """
+    _REGISTRY.register(name, factory)
 
 
 def backbone_names() -> list[str]:
-    """Names accepted by :func:`build_classifier`."""
-    return sorted(_BACKBONES)
+    """Names accepted by :func:`build_classifier`: built-in, registered and installed
+    plug-ins'."""
+    return _REGISTRY.names()
 
 
 def get_backbone_factory(name: str) -> Callable:
     """Returns the factory registered under ``name``.
 
     Raises:
-      ValueError: if no backbone of that name is registered.
+      ValueError: if no backbone of that name is registered (the message lists the valid
+        ones).
     """
-    if name not in _BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}; valid backbones: {backbone_names()}.")
-    factory = _BACKBONES[name]
-    if isinstance(factory, str):
-        module, fn = factory.split(":")
-        factory = getattr(importlib.import_module(module), fn)
-    return factory
+    return _REGISTRY.get(name)
 
 
 def build_classifier(
