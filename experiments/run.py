@@ -7,6 +7,8 @@ Re-running with the same workdir resumes from its last checkpoint. A config file
 take an argument after a colon (``configs/x.py:source=amazon,target=webcam``) if its
 ``get_config`` accepts one. ``--config.method.hparams.NAME=VALUE`` sets any
 hyperparameter of the method, also one the config file leaves at its default.
+``--config=tljax:NAME[:arg]`` names a shipped config (``configs/NAME.py``) from anywhere;
+the installed ``tljax run`` command is the same as this module (``tljax/cli.py``).
 
 Mistakes in the input (an unknown config key or method hyperparameter, a missing config
 file, a bad config argument or value, a missing or unreadable weights file or
@@ -36,6 +38,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from tljax import config as config_lib
+from tljax.cli import resolve_config_args
 from tljax.errors import ConfigError, UserError, UserFileError, UserFileNotFoundError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -167,6 +170,8 @@ def _parse_flags(argv):
     argv, hparams = _split_hparam_overrides(argv)
     sys.argv[:] = argv  # config_flags reads its overrides from sys.argv
     try:
+        argv = resolve_config_args(argv)  # --config=tljax:NAME, a shipped config
+        sys.argv[:] = argv
         spec = _config_spec(argv)
         if spec is not None:
             _check_override_keys(_load_config(spec), argv)
