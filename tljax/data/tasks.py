@@ -24,7 +24,12 @@ Names are ``"source->target"``; the target is the source dataset with one shift 
   says what to fetch and where).
 
 Other modules add tasks with :func:`register_task` (a factory and its option names), or
-whole families of names with :func:`register_resolver`.
+whole families of names with :func:`register_resolver`. Installed packages add tasks as
+entry points of the group ``tljax.tasks`` (``"my->task" = "my_package.tasks:factory"``),
+found lazily on an unknown name or when the names are listed: the entry point loads
+``factory(name, *, data_seed, **options) -> Task``, whose keyword parameters are its
+options (``image_size`` among them: it gets :func:`get_task`'s), or a
+:class:`RegisteredTask`.
 
 Both domains use the same images and the same train/test split, as in the standard
 MNIST -> MNIST-M setting (MNIST-M is built from MNIST's own train and test images); only
@@ -41,11 +46,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 
 import numpy as np
 
+from tljax import registry as _registry
 from tljax.data.core import Domain, Split, Task
 from tljax.data.digits import load_uci_digits
 from tljax.data.idx import load_fashion_mnist
@@ -148,6 +155,32 @@ def register_resolver(resolver: str | Callable, description: str) -> None:
     _RESOLVERS.append((resolver, description))
 
 
+def _from_entry_point(name: str) -> RegisteredTask | None:
+    """The task of an installed plug-in's ``tljax.tasks`` entry point ``name`` (loaded
+    once, then registered), or None."""
+    ep = _registry.entry_points(_registry.GROUPS["task"]).get(name)
+    if ep is None:
+        return None
+    obj = _registry.load_entry_point(ep, "task")
+    if not isinstance(obj, RegisteredTask):
+        if not callable(obj):
+            raise TypeError(
+                f"The task entry point {ep.name} = {ep.value} loads {obj!r}: expected "
+                "factory(name, *, data_seed, **options) -> Task or a RegisteredTask."
+            )
+        params = inspect.signature(obj).parameters.values()
+        keywords = [
+            p.name
+            for p in params
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.name not in ("name", "data_seed", "image_size")
+        ]
+        takes_image_size = any(p.name == "image_size" for p in params)
+        obj = RegisteredTask(obj, tuple(keywords), takes_image_size)
+    _REGISTERED[name] = obj
+    return obj
+
+
 def _resolve(name: str) -> RegisteredTask | None:
     for resolver, _ in _RESOLVERS:
         if isinstance(resolver, str):
@@ -160,9 +193,10 @@ def _resolve(name: str) -> RegisteredTask | None:
 
 
 def task_names() -> list[str]:
-    """Returns the names :func:`get_task` accepts, sorted (families of names added with
-    :func:`register_resolver`, such as benchmark pairs, are not enumerated)."""
-    return sorted([*_TASKS, *_REGISTERED])
+    """Returns the names :func:`get_task` accepts, sorted, installed plug-ins' included
+    (families of names added with :func:`register_resolver`, such as benchmark pairs, are
+    not enumerated)."""
+    return sorted({*_TASKS, *_REGISTERED, *_registry.entry_points(_registry.GROUPS["task"])})
 
 
 def registered_task_names() -> list[str]:
@@ -222,12 +256,12 @@ def get_task(name: str, *, data_seed: int = 0, image_size: int = 28, **kwargs) -
         (saying how to install it); for a benchmark pair that is not prepared, its
         subclass ``DatasetNotFoundError`` (saying what to fetch and where).
     """
-    spec = _REGISTERED.get(name) or (None if name in _TASKS else _resolve(name))
+    spec = _REGISTERED.get(name) or (
+        None if name in _TASKS else (_from_entry_point(name) or _resolve(name))
+    )
     if name not in _TASKS and spec is None:
         families = "".join(f"; or {d}" for _, d in _RESOLVERS)
-        raise ValueError(
-            f"Unknown task {name!r}; valid tasks: {', '.join(task_names())}{families}."
-        )
+        raise _registry.unknown_name_error("task", name, task_names(), extra=families)
     if not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
         raise ValueError(f"data_seed must be a non-negative integer, got {data_seed!r}.")
     if spec is not None:
