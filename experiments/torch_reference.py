@@ -364,10 +364,15 @@ class Trainer:
         self.iteration = 0
 
     def prepare(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """NHWC host images → NCHW tensor on the device (channels_last when asked)."""
+        """NHWC host images → NCHW tensor on the device (channels_last when asked); uint8
+        photos (tljax keeps benchmark photos as uint8) become float32 in [0, 1] on the
+        device, as tljax's step converts them."""
         x = torch.as_tensor(image).permute(0, 3, 1, 2)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
+        x = x.to(self.device, non_blocking=True)
+        if x.dtype == torch.uint8:
+            x = x.float().mul_(1.0 / 255.0)
+        return x.contiguous(memory_format=fmt)
 
     def synthetic(self, batch_size: int, seed: int = 0):
         """A random ``(xs, ys, xt)`` batch already on the device."""
