@@ -63,15 +63,18 @@ def configs_dir() -> str:
 
 def shipped_configs() -> list[str]:
     """Names of the shipped configs (``tljax:NAME``): the modules of ``configs`` that
-    define ``get_config``, sorted."""
+    define ``get_config``, sorted, without the shared settings (``*common``; they still
+    resolve, e.g. ``tljax:moons_common:dann``)."""
     root = configs_dir()
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
         rel = os.path.relpath(folder, root)
         for f in files:
-            if f.endswith(".py") and not f.startswith("_") and _defines_get_config(folder, f):
-                name = f[: -len(".py")]
+            name = f[: -len(".py")]
+            if f.endswith(".py") and not name.startswith("_") and not name.endswith("common"):
+                if not _defines_get_config(folder, f):
+                    continue
                 found.append(name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}")
     return sorted(found)
 
@@ -105,11 +108,15 @@ def config_path(name: str) -> str:
 
 def resolve_config(spec: str) -> str:
     """``tljax:NAME[:arg]`` -> ``/path/to/configs/NAME.py[:arg]``; other specs unchanged
-    (an existing file whose name starts with ``tljax:`` stays a file)."""
-    if not spec.startswith(PREFIX) or os.path.exists(spec.partition(":")[0]):
+    (a file whose name starts with ``tljax:`` is ``./tljax:...``)."""
+    if not spec.startswith(PREFIX):
         return spec
     name, sep, arg = spec[len(PREFIX) :].partition(":")
     return config_path(name) + sep + arg
+
+
+def _resolve_list(specs: str) -> str:
+    return ",".join(resolve_config(s) for s in specs.split(","))
 
 
 def resolve_config_args(argv: list[str]) -> list[str]:
@@ -118,17 +125,14 @@ def resolve_config_args(argv: list[str]) -> list[str]:
     out, i = [], 0
     while i < len(argv):
         a = argv[i]
-        for flag, many in (("--config", False), ("--configs", True)):
-            fix = (
-                (lambda v: ",".join(resolve_config(x) for x in v.split(",")))
-                if many
-                else (resolve_config)
-            )
+        for flag, fix in (("--config", resolve_config), ("--configs", _resolve_list)):
             if a.startswith(flag + "="):
                 a = f"{flag}={fix(a[len(flag) + 1 :])}"
-            elif a == flag and i + 1 < len(argv):
+                break
+            if a == flag and i + 1 < len(argv):
                 out.append(a)
                 i, a = i + 1, fix(argv[i + 1])
+                break
         out.append(a)
         i += 1
     return out
