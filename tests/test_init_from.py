@@ -59,3 +59,19 @@ def _leaves(tree):
     import jax
 
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_missing_init_from_run_creates_nothing(tmp_path):
+    """From Python too (not only the CLI's up-front check): a missing run is an error and
+    no directory appears where it was named."""
+    from tljax.checkpoint import CheckpointError
+
+    missing = tmp_path / "not_trained" / "run"
+    config = tiny.get_config("dann,moons")
+    config.model.init_from = str(missing)
+    with pytest.raises(CheckpointError, match="No checkpoint in .*not_trained"):
+        train_and_evaluate(config, str(tmp_path / "wd"))
+    assert not (tmp_path / "not_trained").exists()
+    with pytest.raises(CheckpointError):
+        load_trained(str(missing))
+    assert not (tmp_path / "not_trained").exists()

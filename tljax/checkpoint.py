@@ -394,6 +394,11 @@ def load_trained(workdir: str, step: int | None = None) -> tuple[dict, dict]:
     """
     from tljax.optim import path_str
 
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(directory):  # before Orbax, which would create it
+        raise CheckpointError(
+            f"No checkpoint in {directory} to initialise from; train that run first."
+        )
     ckpt = Checkpointer(workdir, writable=False)
     try:
         steps = sorted(ckpt.all_steps(), reverse=True) if step is None else [int(step)]
