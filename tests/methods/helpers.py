@@ -17,7 +17,9 @@ from tljax.models import build_classifier
 from tljax.train import build_net, init_state, make_eval_step, make_train_step
 
 # Hyperparameters that make every method's loss non-degenerate in a few steps of a tiny
-# model: GRL coefficients forced > 0 (their warm start gives 0 at step 0), small heads.
+# model: GRL coefficients forced > 0 (their warm start gives 0 at step 0), small heads. A
+# method without an entry is tested with its defaults; one that cannot be built with them
+# fails its tests with a message saying to add its entry here.
 SMOKE_HPARAMS = {
     "dann": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
     "bsp": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
@@ -25,11 +27,46 @@ SMOKE_HPARAMS = {
     "mdd": dict(width=16, grl_lo=1.0, grl_hi=1.0),
     "adda": dict(pretrain_steps=2, hidden=(16,)),
     "self_training": dict(threshold=0.0),
+    "lwf": dict(old_head_from="<pretrained run>"),  # only to build it (tests/inductive)
 }
-ALL_METHODS = [
-    "source_only", "dann", "cdan", "dan", "jan", "coral", "mcc", "entropy", "afn", "bsp",
-    "mdd", "mcd", "self_training", "mean_teacher", "adda",
-]  # fmt: skip
+BASELINE = "source_only"  # ERM: the reference of every domain-adaptation test
+
+
+def _domain_adaptation(name: str) -> bool:
+    """Whether ``name`` is tested here: methods that use unlabelled target data
+    (``needs_target``) and the baseline. Inductive-transfer methods (fine-tuning,
+    ``needs_target=False``) are tested in tests/inductive. A method that does not build is
+    kept, so that its tests fail with :func:`build`'s message."""
+    try:
+        return name == BASELINE or build(name).needs_target
+    except ValueError:
+        return True
+
+
+def build(name: str, hparams=None):
+    """``methods.get(name, **hparams)``, defaulting to :data:`SMOKE_HPARAMS`; a method that
+    does not build says what to add."""
+    hparams = SMOKE_HPARAMS.get(name, {}) if hparams is None else hparams
+    try:
+        return methods.get(name, **hparams)
+    except ValueError as e:
+        raise ValueError(
+            f"{e} (tests/methods/helpers.py: method {name!r} does not build with "
+            f"hyperparameters {hparams}; add the ones its tests need to SMOKE_HPARAMS.)"
+        ) from e
+
+
+def _ships_with_tljax(name: str) -> bool:
+    """Built in (a module of ``tljax.methods``), not an installed plug-in's or registered."""
+    try:
+        return methods.get_factory(name).__module__ == f"tljax.methods.{name}"
+    except (ValueError, ImportError):
+        return False
+
+
+# Every domain-adaptation method tljax ships, found through the registry (a new module in
+# tljax/methods is picked up without editing a list).
+ALL_METHODS = [m for m in methods.names() if _ships_with_tljax(m) and _domain_adaptation(m)]
 
 
 def random_batch(n=8, shape=(8, 8, 3), num_classes=4, seed=0, shift=0.5):
@@ -62,7 +99,7 @@ def setup(
     """An MLP classifier (with a BatchNorm bottleneck) and the method, SGD with momentum
     and weight decay by default. Returns a namespace with ``method, graphs, state, tx,
     frozen, step, eval_step``."""
-    m = methods.get(method, **(hparams or {}))
+    m = build(method, hparams or {})
     model = build_classifier(
         "mlp",
         shape,
