@@ -137,3 +137,61 @@ def test_sweep_and_report_through_the_command(outside):
     out = tljax("report", "--workdir=sweep", "--plots=false", "--features=false", cwd=outside)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (outside / "sweep" / "report").is_dir()
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_command_and_the_configs(tmp_path):
+    """A non-editable install (the wheel of a copy of the tracked files, installed into a
+    folder) runs a shipped config with nothing of the checkout on the path."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    src = tmp_path / "src"
+    for f in filter(None, files):
+        if os.path.isfile(os.path.join(ROOT, f)):
+            os.makedirs(src / os.path.dirname(f), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, f), src / f)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist")]
+        + [str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if built.returncode != 0:
+        pytest.skip(f"cannot build a wheel here (offline?): {built.stderr[-500:]}")
+    (wheel,) = (tmp_path / "dist").glob("tljax-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site)]
+        + [str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(site))
+    script = [sys.executable, str(site / "bin" / "tljax")]
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import configs as c, experiments as e, tljax as t\n"
+            "print(t.__file__, e.__file__, c.__file__)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(f.startswith(str(site)) for f in where.stdout.split()), where.stdout
+    out = subprocess.run(
+        [*script, "run", "--config=tljax:source_only_moons", "--workdir=run", *TINY],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.load(open(tmp_path / "run" / "results.json"))["steps"] == 4
