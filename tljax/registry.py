@@ -3,17 +3,13 @@
 Each registry has one documented way in, ``register(name, factory)``, and also finds the
 plug-ins of installed packages through ``importlib.metadata`` entry points:
 
-============================  ======================  ==========================================
-registry                      entry-point group       what the entry point loads
-============================  ======================  ==========================================
-:func:`tljax.methods.register`  ``tljax.methods``     ``make(**hparams) -> Method`` (or a module
-                                                      defining ``make``)
-:func:`tljax.data.register_task`  ``tljax.tasks``     ``factory(name, *, data_seed, **options)
-                                                      -> Task`` (options: its keyword
-                                                      parameters), or a ``RegisteredTask``
-:func:`tljax.models.register_backbone`  ``tljax.backbones``  ``factory(input_shape, *, rngs,
-                                                      **kwargs)`` returning a backbone module
-============================  ======================  ==========================================
+* methods: :func:`tljax.methods.register`, group ``tljax.methods``; the entry point loads
+  ``make(**hparams) -> Method`` (or a module defining ``make``);
+* tasks: :func:`tljax.data.register_task`, group ``tljax.tasks``; it loads
+  ``factory(name, *, data_seed, **options) -> Task`` (its keyword parameters are the
+  task's options) or a :class:`tljax.data.tasks.RegisteredTask`;
+* backbones: :func:`tljax.models.register_backbone`, group ``tljax.backbones``; it loads
+  ``factory(input_shape, *, rngs, **kwargs)`` returning the backbone module.
 
 The entry point's name is the registered name, e.g. in a plug-in's ``pyproject.toml``::
 
