@@ -27,7 +27,8 @@ def predict(
     """
     n = x.shape[0]
     logits, feats = [], []
-    for start in range(0, n, batch_size):
+    # An empty x (a task without that test split) runs one padded batch: (0, ...) outputs.
+    for start in range(0, max(n, 1), batch_size):
         xb = x[start : start + batch_size]
         k = xb.shape[0]
         if k < batch_size:
@@ -41,9 +42,13 @@ def predict(
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of examples whose arg-max logit is the label."""
+    """Fraction of examples whose arg-max logit is the label; NaN for no examples (a
+    task without that test split, e.g. :func:`tljax.data.arrays.from_arrays` without
+    ``target_test``)."""
     if logits.shape[0] != labels.shape[0]:
         raise ValueError(f"{logits.shape[0]} predictions for {labels.shape[0]} labels.")
+    if labels.shape[0] == 0:
+        return float("nan")
     return float(np.mean(np.argmax(logits, -1) == labels))
 
 
@@ -59,7 +64,10 @@ def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int)
 
 
 def mean_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
-    """Mean over present classes of the per-class accuracy (VisDA's metric)."""
+    """Mean over present classes of the per-class accuracy (VisDA's metric); NaN for no
+    examples."""
+    if labels.shape[0] == 0:
+        return float("nan")
     return float(np.nanmean(per_class_accuracy(logits, labels, num_classes)))
 
 
