@@ -59,6 +59,20 @@ class ArrayTask(Task):
     """A :class:`Task` built by :func:`from_arrays`; its target train split may be
     unlabelled (all labels :data:`UNLABELED`)."""
 
+    def __repr__(self) -> str:  # the arrays' values would fill a screen
+        def split(s):
+            return f"{len(s)}{'' if not is_unlabeled(s) else ' unlabelled'}"
+
+        return (
+            f"ArrayTask(name={self.name!r}, num_classes={self.num_classes}, inputs "
+            f"{self.source.train.x.shape[1:]} {self.source.train.x.dtype}, "
+            + ", ".join(
+                f"{d.name}: train {split(d.train)} / test {split(d.test)}"
+                for d in (self.source, self.target)
+            )
+            + ")"
+        )
+
     def validate(self) -> None:
         """As :meth:`Task.validate`, with an unlabelled ``target.train`` accepted.
 
