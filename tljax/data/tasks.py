@@ -97,6 +97,17 @@ class RegisteredTask:
 
 
 _TEXT_OPTIONS = ("tokenizer", "max_len", "n_train", "n_test", "shared_fraction", "negation")
+_SHIFT2D_OPTIONS = (
+    "num_classes",
+    "n_train",
+    "n_test",
+    "noise",
+    "offset",
+    "twist",
+    "label_noise",
+    "imbalance",
+    "angle",
+)  # tljax.data.shift2d.ALL_OPTIONS
 _REGISTERED: dict[str, RegisteredTask] = {
     **{
         name: RegisteredTask("tljax.data.text_tasks:constructed_task", _TEXT_OPTIONS)
@@ -106,6 +117,10 @@ _REGISTERED: dict[str, RegisteredTask] = {
         "tljax.data.text_tasks:imdb_task",
         ("tokenizer", "max_len", "data_dir", "max_train", "max_test"),
     ),
+    **{
+        f"shift2d/{s}": RegisteredTask("tljax.data.shift2d:task_factory", _SHIFT2D_OPTIONS)
+        for s in ("covariate", "label", "conditional")
+    },
 }
 
 
