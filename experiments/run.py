@@ -9,6 +9,14 @@ take an argument after a colon (``configs/x.py:source=amazon,target=webcam``) if
 hyperparameter of the method, also one the config file leaves at its default.
 ``--config=tljax:NAME[:arg]`` names a shipped config (``configs/NAME.py``) from anywhere;
 the installed ``tljax run`` command is the same as this module (``tljax/cli.py``).
+``--config.method.name=NAME`` switches the method: hyperparameters the config file set
+that NAME does not take are dropped with a one-line warning naming them.
+
+Model selection: unless the config sets ``data.source_val_fraction``, 10% of source train
+is held out (``source_val_acc`` and the DEV score in the eval logs); ``--noholdout``
+trains on all of it (as a run from Python does). The effective config (optimizer
+defaults, every method hyperparameter: ``tljax.config.resolve``) is printed at the start
+and written to ``workdir/config.json``.
 
 Mistakes in the input (an unknown config key or method hyperparameter, a missing config
 file, a bad config argument or value, a missing or unreadable weights file or
@@ -51,10 +59,17 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process runs: processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's id.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show the traceback of an input error.")
+_HOLDOUT = flags.DEFINE_bool(
+    "holdout",
+    True,
+    "Hold out data.source_val_fraction=0.1 of source train for model selection unless the "
+    "config sets the fraction; --noholdout: none.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 EXIT_USER_ERROR = 2  # a mistake in the input; exit 1 stays for a failed run (NaN loss)
 _HPARAMS = "--config.method.hparams."
+_METHOD_NAME = "--config.method.name"
 # OSErrors the user fixes (permissions, space, paths), reported as one line.
 _USER_ERRNOS = {
     errno.ENOSPC,
@@ -164,10 +179,27 @@ def _split_hparam_overrides(argv):
     return rest, hparams
 
 
+def _split_method_name(argv):
+    """``(argv without --config.method.name, (name, flag) or None)``: the switch is applied
+    by :func:`tljax.config.switch_method` (it drops the old method's hyperparameters)."""
+    rest, found, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == _METHOD_NAME and i + 1 < len(argv):
+            found, i = (argv[i + 1], a), i + 1
+        elif a.startswith(_METHOD_NAME + "="):
+            found = (a.split("=", 1)[1], a)
+        else:
+            rest.append(a)
+        i += 1
+    return rest, found
+
+
 def _parse_flags(argv):
     """absl's flag parsing, with input errors reported as one line (exit 2)."""
     debug = _debug_requested(argv)
     argv, hparams = _split_hparam_overrides(argv)
+    argv, method_name = _split_method_name(argv)
     sys.argv[:] = argv  # config_flags reads its overrides from sys.argv
     try:
         argv = resolve_config_args(argv)  # --config=tljax:NAME, a shipped config
@@ -179,6 +211,8 @@ def _parse_flags(argv):
             rest = flags.FLAGS(argv)
         except flags.Error as e:
             raise ConfigError(str(e).strip().splitlines()[0]) from e
+        if method_name is not None:
+            config_lib.switch_method(_CONFIG.value, method_name[0], source=method_name[1])
         for name, text, flag in hparams:
             config_lib.set_method_hparam(_CONFIG.value, name, text, source=flag)
     except UserError as e:
@@ -202,12 +236,25 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # absl's handler on the root logger (WARNING) would drop tljax's INFO lines: the
+    # effective config, progress lines off a terminal, "Resumed from step ...".
+    tljax_log = logging.getLogger("tljax")
+    if not tljax_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        tljax_log.addHandler(handler)
+    tljax_log.setLevel(logging.INFO)
+    tljax_log.propagate = False
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     from tljax import distributed
     from tljax.checkpoint import CheckpointError
     from tljax.train import train_and_evaluate
 
     try:
+        config = _CONFIG.value
+        if config.data.source_val_fraction is None:  # the config file leaves it unset
+            hold = config_lib.CLI_SOURCE_VAL_FRACTION if _HOLDOUT.value else 0.0
+            config.data.source_val_fraction = hold
         # Everything the config can get wrong, before the workdir is created.
         config_lib.validate(_CONFIG.value)
         config_lib.check_files(_CONFIG.value)

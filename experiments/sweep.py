@@ -11,6 +11,13 @@ r"""Runs configs × hyperparameter grid × seeds into one directory and prints t
 as Python literals, e.g. ``--grid=method.hparams.hidden=(100,),(500,)``); ``--set``
 applies to every run. ``--config`` (repeatable) names config files whose argument holds
 commas (``--config=tests/configs/tiny.py:dann,moons``); ``--configs`` is a comma list.
+Any method hyperparameter can be set or swept (``method.hparams.X``, also one the config
+file leaves at its default); ``method.name`` (in ``--set`` or ``--grid``) is applied first
+and drops the hyperparameters the new method does not take, with a warning naming them.
+An unknown key or a bad value is one line ``error: ...`` and exit status 2, before
+anything runs. As with ``experiments.run``, 10% of source train is held out for model
+selection unless a config sets ``data.source_val_fraction``; ``--noholdout`` sets it to 0
+for every run.
 
 Run directories: ``<workdir>/<config name>/seed_<s>`` without a grid, and
 ``<workdir>/<config name>/<k1=v1__k2=v2>/seed_<s>`` with one; the config name is the
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import importlib.util
 import itertools
 import logging
@@ -60,6 +68,12 @@ def define_flags() -> None:
     flags.DEFINE_list("configs", [], "Config files to run (comma-separated).")
     flags.DEFINE_multi_string("config", [], "A config file to run (repeatable).")
     flags.DEFINE_list("seeds", ["0"], "Seeds.")
+    flags.DEFINE_bool(
+        "holdout",
+        True,
+        "Hold out 10% of source train for model selection where a config leaves "
+        "data.source_val_fraction unset; --noholdout: data.source_val_fraction=0 everywhere.",
+    )
     flags.DEFINE_string("workdir", None, "Root directory of the sweep.")
     flags.DEFINE_multi_string("set", [], "Overrides key=value applied to every config.")
     flags.DEFINE_multi_string(
@@ -132,20 +146,45 @@ def parse_value(raw: str):
 
 
 def set_value(config, key: str, value, item: str = "") -> None:
-    """Sets ``config.a.b.c = value`` for ``key = "a.b.c"``.
+    """Sets ``config.a.b.c = value`` for ``key = "a.b.c"``; ``method.hparams.X`` may be any
+    hyperparameter of the method (also one the config does not set); ``method.name``
+    switches the method (:func:`tljax.config.switch_method`).
 
     Raises:
-      ValueError: if the key does not exist.
+      tljax.errors.ConfigError: (a ``ValueError``) if the key does not exist (with the
+        closest key and the valid ones) or the value has the wrong type.
     """
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-        if p not in node:
-            raise ValueError(f"Unknown config key {key!r} in override {item or key!r}.")
-        node = node[p]
-    if leaf not in node:
-        raise ValueError(f"Unknown config key {key!r} in override {item or key!r}.")
-    node[leaf] = value
+    from tljax import config as config_lib
+    from tljax.errors import ConfigError
+
+    where = item or key
+    if key == "method.name":
+        config_lib.switch_method(config, value, source=where)
+        return
+    if key.startswith("method.hparams."):
+        name = key[len("method.hparams.") :]
+        config_lib.check_method_hparam(config.method.name, name, source=where)
+        hp = config.method.hparams
+        with hp.unlocked():
+            if name in hp:
+                del hp[name]  # the type may change (a None default set to a tuple)
+            hp[name] = value
+        return
+    node, done = config, []
+    for p in key.split("."):
+        if not hasattr(node, "keys") or p not in node:
+            keys = sorted(node.keys()) if hasattr(node, "keys") else []
+            close = difflib.get_close_matches(p, keys, n=1)
+            hint = f" Did you mean {'.'.join([*done, close[0]])!r}?" if close else ""
+            here = ".".join(done) or "the config"
+            raise ConfigError(
+                f"Unknown config key {key!r} in override {where!r}.{hint} Keys of {here}: {keys}."
+            )
+        parent, node, done = node, node[p], [*done, p]
+    try:
+        parent[done[-1]] = value
+    except TypeError as e:
+        raise ConfigError(f"Bad value in override {where!r}: {e}") from e
 
 
 def apply_override(config, item: str) -> None:
@@ -225,13 +264,25 @@ def plan(configs: list[str], seeds: list[str], grid_items: list[str], root: str)
 
 
 def make_config(spec: RunSpec, overrides: list[str]):
-    """The config of one run: the file, its seed, ``--set`` overrides, grid values."""
+    """The config of one run: the file, its seed, ``--set`` overrides, grid values
+    (``method.name`` first, so the other values are checked against the run's method), and
+    the command line's hold-out default (``data.source_val_fraction`` unset: 0.1)."""
+    from tljax import config as config_lib
+
     config = load_config(spec.config)
     config.seed = spec.seed
-    for item in overrides:
+    is_name = lambda item: item.partition("=")[0] == "method.name"  # noqa: E731
+    for item in [o for o in overrides if is_name(o)]:
+        apply_override(config, item)
+    if "method.name" in spec.grid:
+        set_value(config, "method.name", spec.grid["method.name"], "--grid=method.name")
+    for item in [o for o in overrides if not is_name(o)]:
         apply_override(config, item)
     for key, value in spec.grid.items():
-        set_value(config, key, value, f"--grid={key}")
+        if key != "method.name":
+            set_value(config, key, value, f"--grid={key}")
+    if config.data.source_val_fraction is None:
+        config.data.source_val_fraction = config_lib.CLI_SOURCE_VAL_FRACTION
     return config
 
 
@@ -386,13 +437,16 @@ def main(argv):
         raise app.UsageError("--vmap and --parallel do not combine; choose one.")
     if FLAGS.launcher == "submitit" and (FLAGS.vmap or FLAGS.parallel):
         raise app.UsageError("--launcher=submitit runs one job per run; drop --vmap/--parallel.")
+    from tljax import config as config_lib
+
+    overrides = list(FLAGS.set) + ([] if FLAGS.holdout else ["data.source_val_fraction=0.0"])
     try:
         runs = plan(configs, FLAGS.seeds, FLAGS.grid, FLAGS.workdir)
-        for spec in runs:  # fail on a bad override before training anything
-            make_config(spec, FLAGS.set)
+        for spec in runs:  # fail on a bad override or value before training anything
+            config_lib.validate(make_config(spec, overrides))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2)
     todo = [r for r in runs if not r.done()]
     for spec in runs:
         if spec.done():
@@ -414,13 +468,13 @@ def main(argv):
             tasks_per_node=FLAGS.slurm_tasks_per_node,
             array_parallelism=FLAGS.slurm_array_parallelism,
         )
-        failed = run_submitit(todo, FLAGS.set, executor)
+        failed = run_submitit(todo, overrides, executor)
     elif FLAGS.parallel > 0:
-        failed = run_parallel(todo, FLAGS.set, FLAGS.parallel, pin=FLAGS.pin_cores)
+        failed = run_parallel(todo, overrides, FLAGS.parallel, pin=FLAGS.pin_cores)
     elif FLAGS.vmap:
-        run_vmapped(todo, FLAGS.set)
+        run_vmapped(todo, overrides)
     else:
-        run_sequential(todo, FLAGS.set)
+        run_sequential(todo, overrides)
     table = summary_table(FLAGS.workdir)
     print(table)
     with open(os.path.join(FLAGS.workdir, "results.md"), "w") as f:

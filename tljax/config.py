@@ -6,6 +6,25 @@ values, unknown methods, backbones or method hyperparameters, and :func:`check_f
 paths that do not exist, before anything runs or is written. Their errors are
 :class:`tljax.errors.ConfigError` / :class:`tljax.errors.UserFileNotFoundError`, which the
 command line reports as one line.
+
+Defaults that depend on other fields are resolved by :func:`resolve` when a run starts
+(``tljax.loop`` calls it; the result is what ``workdir/config.json`` records and the run
+prints):
+
+* ``optim.schedule = "auto"`` and ``optim.weight_decay = None`` take the chosen
+  optimizer's defaults (:data:`OPTIMIZER_DEFAULTS`): SGD keeps the papers' inverse-decay
+  lr and coupled L2 1e-3; Adam a constant lr and no weight decay; AdamW a constant lr and
+  decoupled weight decay 1e-4 (optax's default). A value the config file or the command
+  line sets is kept as given (Adam with an explicit ``weight_decay`` adds it to the
+  gradient, coupled L2, as PyTorch's ``Adam``).
+* ``method.hparams`` gets every hyperparameter of the method's factory that it does not
+  set, at the factory's default, so the record names them all.
+* ``data.source_val_fraction = None`` means 0 (no hold-out) from Python; the command line
+  (``experiments.run``, ``experiments.sweep``) makes it 0.1 unless ``--noholdout``.
+
+Changing ``method.name`` on the command line (:func:`switch_method`) drops the
+hyperparameters the config file set that the new method does not take, with a one-line
+warning naming them.
 """
 
 from __future__ import annotations
@@ -16,6 +35,7 @@ import inspect
 import os
 
 import ml_collections
+from ml_collections import config_dict
 
 from tljax.errors import ConfigError, UserFileNotFoundError
 
@@ -35,7 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
     # the target train split and fed as batch["target_labeled"] (CE added to the task loss).
     c.data.target_labels_per_class = 0
     c.data.target_labeled_batch_size = 0  # 0: min(batch_size, number of labelled examples)
-    c.data.source_val_fraction = 0.0  # held out of source train for model selection
+    # Fraction of source train held out for model selection. None: 0 from Python; 0.1 from
+    # the command line (experiments.run / experiments.sweep) unless --noholdout.
+    c.data.source_val_fraction = config_dict.placeholder(float)
     c.data.standardize = False  # per-channel standardisation with source-train statistics
     # Task options passed to tljax.data.tasks.get_task, e.g. a text task's tokenizer path.
     c.data.task_kwargs = ml_collections.ConfigDict()
@@ -72,13 +94,17 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict()
     c.optim.optimizer = "sgd"
     c.optim.lr = 0.01
-    c.optim.schedule = "inverse_decay"
+    # "auto": the optimizer's default (OPTIMIZER_DEFAULTS): inverse_decay for sgd,
+    # constant for adam/adamw. Else constant | cosine | inverse_decay.
+    c.optim.schedule = "auto"
     c.optim.gamma = 1e-3
     c.optim.power = 0.75
     c.optim.warmup_steps = 0
     c.optim.momentum = 0.9
     c.optim.nesterov = True
-    c.optim.weight_decay = 1e-3
+    # None: the optimizer's default (OPTIMIZER_DEFAULTS): 1e-3 coupled L2 for sgd, 0 for
+    # adam, 1e-4 decoupled for adamw. A set value is kept (coupled for sgd/adam).
+    c.optim.weight_decay = config_dict.placeholder(float)
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
     c.optim.grad_clip = 0.0  # 0: no clipping
@@ -95,6 +121,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 500
     c.train.max_to_keep = 2
     c.train.eval_batch_size = 500
+    # True: a progress bar when stderr is a terminal, else one log line every log_every
+    # steps (a redirected log stays small); False: neither.
     c.train.progress = True
     c.train.tensorboard = True
     # True: bit-reproducible on every backend (GPU: XLA's deterministic ops; CPU: a fixed
@@ -102,6 +130,19 @@ def base_config() -> ml_collections.ConfigDict:
     # computation in the process: tljax.xla_env.apply_deterministic.
     c.train.deterministic = False
     return c
+
+
+# What ``optim.schedule = "auto"`` and ``optim.weight_decay = None`` become per optimizer.
+# SGD: the papers' (TLlib's) inverse-decay lr and L2 added to the gradient. Adam/AdamW: a
+# constant lr; AdamW's decay is decoupled (optax.adamw, its default 1e-4).
+OPTIMIZER_DEFAULTS = {
+    "sgd": {"schedule": "inverse_decay", "weight_decay": 1e-3},
+    "adam": {"schedule": "constant", "weight_decay": 0.0},
+    "adamw": {"schedule": "constant", "weight_decay": 1e-4},
+}
+SCHEDULES = ("auto", "constant", "cosine", "inverse_decay")
+# data.source_val_fraction = None is 0 from Python; the command line passes this.
+CLI_SOURCE_VAL_FRACTION = 0.1
 
 
 # Fields that may change when a run is resumed.
@@ -242,6 +283,94 @@ def set_method_hparam(config, name: str, text: str, *, source: str = "") -> None
         hp[name] = value
 
 
+def hparams_with_defaults(method: str, hparams: dict) -> dict:
+    """``hparams`` plus every other hyperparameter of ``method``'s factory at its default
+    (one without a default is left out; ``hparams`` itself for a ``**kwargs`` factory or
+    an unknown method)."""
+    try:
+        defaults = method_hparam_defaults(method)
+    except ConfigError:
+        return dict(hparams)
+    out = dict(hparams)
+    for k, v in (defaults or {}).items():
+        if k not in out and v is not inspect.Parameter.empty:
+            out[k] = v
+    return out
+
+
+def switch_method(config, name: str, *, source: str = "") -> list[str]:
+    """Sets ``config.method.name = name`` and drops the hyperparameters in
+    ``config.method.hparams`` that method ``name`` does not take, with a one-line warning
+    on stderr naming them (``--config.method.name=swd`` on a CORAL config drops
+    ``style``). Hyperparameters given after it (``--config.method.hparams.X``) are checked
+    against the new method.
+
+    Returns:
+      The dropped names.
+
+    Raises:
+      ConfigError: if ``name`` is not a method (the message lists the valid ones).
+    """
+    import sys
+
+    defaults = method_hparam_defaults(name)  # raises for an unknown method
+    old = config.method.name
+    config.method.name = name
+    hp = config.method.hparams
+    dropped = [] if defaults is None else sorted(k for k in hp if k not in defaults)
+    if dropped:
+        with hp.unlocked():
+            for k in dropped:
+                del hp[k]
+        where = f"{source}: " if source else ""
+        message = (
+            f"warning: {where}dropped hyperparameters of method {old!r} that {name!r} does "
+            f"not take: {dropped}"
+        )
+        if message not in _WARNED:  # a sweep builds each run's config more than once
+            _WARNED.add(message)
+            print(message, file=sys.stderr)
+    return dropped
+
+
+_WARNED: set[str] = set()
+
+
+def resolve(config):
+    """Fills the defaults that depend on other fields, in place (idempotent): the
+    optimizer's schedule and weight decay where ``"auto"``/``None``
+    (:data:`OPTIMIZER_DEFAULTS`), every method hyperparameter at its default, and
+    ``data.source_val_fraction=None`` as 0. Call after the overrides and before the run
+    records or uses its config (``tljax.loop`` does).
+
+    Returns:
+      ``config``, resolved.
+    """
+    o = config.optim
+    per = OPTIMIZER_DEFAULTS.get(o.optimizer)
+    if per is not None:
+        if o.schedule == "auto":
+            o.schedule = per["schedule"]
+        if o.weight_decay is None:
+            o.weight_decay = per["weight_decay"]
+    if config.data.source_val_fraction is None:
+        config.data.source_val_fraction = 0.0
+    hp = config.method.hparams
+    filled = hparams_with_defaults(config.method.name, hp.to_dict())
+    with hp.unlocked():
+        for k, v in filled.items():
+            if k not in hp:
+                hp[k] = v
+    return config
+
+
+def format_config(config) -> str:
+    """The flattened config, one ``key: value`` line each (what a run prints at start)."""
+    flat = flatten(config)
+    width = max(len(k) for k in flat)
+    return "\n".join(f"  {k:<{width}}  {flat[k]!r}" for k in sorted(flat))
+
+
 def _check_positive_ints(config, names: dict[str, int]) -> None:
     """``names``: ``{"train.steps": minimum}``; each must be an int (not a bool) >= minimum."""
     for name, minimum in names.items():
@@ -352,10 +481,27 @@ def validate(config) -> None:
             f"config.train.checkpoint_every={t.checkpoint_every} must be a multiple of "
             f"train.log_every={t.log_every} so a resumed run logs the same windows."
         )
-    if not 0.0 <= config.data.source_val_fraction < 1.0:
+    fraction = config.data.source_val_fraction
+    if fraction is not None and not 0.0 <= fraction < 1.0:
         raise ConfigError(
-            f"config.data.source_val_fraction must be in [0, 1), got "
-            f"{config.data.source_val_fraction}."
+            f"config.data.source_val_fraction must be in [0, 1) (or None: the default), got "
+            f"{fraction}."
+        )
+    o = config.optim
+    if o.optimizer not in OPTIMIZER_DEFAULTS:
+        raise ConfigError(
+            f"config.optim.optimizer={o.optimizer!r}."
+            f"{_did_you_mean(o.optimizer, OPTIMIZER_DEFAULTS)} Valid: {sorted(OPTIMIZER_DEFAULTS)}."
+        )
+    if o.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"config.optim.schedule={o.schedule!r}.{_did_you_mean(o.schedule, SCHEDULES)} "
+            f"Valid: {list(SCHEDULES)} (auto: the optimizer's default)."
+        )
+    if o.weight_decay is not None and not o.weight_decay >= 0:
+        raise ConfigError(
+            f"config.optim.weight_decay must be >= 0 (or None: the optimizer's default), got "
+            f"{o.weight_decay}."
         )
     if config.data.target_labeled_batch_size and not config.data.target_labels_per_class:
         raise ConfigError(

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 
 import jax
@@ -72,6 +73,7 @@ def build(config):
       train_step, eval_step`` (step functions not yet jitted).
     """
     config_lib.validate(config)
+    config_lib.resolve(config)  # in place: callers (multiseed) read the resolved fields
     if config.train.deterministic:  # before any JAX computation: XLA reads it at start-up
         xla_env.apply_deterministic()
     method = methods.get(config.method.name, **config.method.hparams.to_dict())
@@ -249,6 +251,12 @@ def _check_resume_config(workdir: str, config, *, write: bool = True) -> None:
     if os.path.exists(path):
         with open(path) as f:
             before = {k: v for k, v in json.load(f).items() if k not in config_lib.RESUMABLE_FIELDS}
+        # Runs recorded before hyperparameter defaults were filled in: the same defaults.
+        if isinstance(before.get("method.hparams"), dict):
+            filled = config_lib.hparams_with_defaults(
+                before.get("method.name", ""), before["method.hparams"]
+            )
+            before["method.hparams"] = json.loads(json.dumps(filled, default=str))
         # A field added to the schema after the run started holds its default: not a change.
         defaults = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
         for k in set(now) - set(before):
@@ -322,6 +330,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
     """
     if config.train.deterministic:  # first: XLA reads it when the backend starts
         xla_env.apply_deterministic()
+    config_lib.validate(config)
+    # In place, before anything records the config: config.json and the printed config
+    # hold the effective values (optimizer defaults, every method hyperparameter).
+    config_lib.resolve(config)
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     # One run per workdir: a second one is refused (WorkdirBusy) before it writes anything.
@@ -353,6 +365,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     main = distributed.is_main_process()
     _check_resume_config(workdir, config, write=main)
     if main:
+        log.info(
+            "Effective config (%s):\n%s",
+            os.path.join(workdir, "config.json"),
+            config_lib.format_config(config),
+        )
         with open(os.path.join(workdir, "freeze_rules.txt"), "w") as f:
             f.write(optim.format_rule_report(parts["report"]) + "\n")
 
@@ -405,8 +422,10 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
     eval_fn = jax.jit(parts["eval_step"], out_shardings=replicated)
     start = int(state.step)
     pending, last_ckpt = [], ckpt.latest_step()
-    bar = None
-    if t.progress and main:
+    bar, lines = None, False
+    # A bar only on a terminal: redirected to a file, its redraws fill the log; there a
+    # line per log_every steps says the same.
+    if t.progress and main and sys.stderr.isatty():
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -416,6 +435,8 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
             unit="step",
             dynamic_ncols=True,
         )
+    elif t.progress and main:
+        lines = True
     tic, t_window, compile_s = time.perf_counter(), time.perf_counter(), None
     step = start
 
@@ -456,6 +477,15 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
                 logger.write(step, "train", avg)
                 if bar is not None:
                     bar.set_postfix(loss=f"{avg['loss']:.3f}", src_acc=f"{avg['source_acc']:.2f}")
+                if lines:
+                    log.info(
+                        "step %d/%d  loss %.3f  src_acc %.2f  %.1f step/s",
+                        step,
+                        t.steps,
+                        avg["loss"],
+                        avg.get("source_acc", float("nan")),
+                        avg["steps_per_s"],
+                    )
             if step % t.eval_every == 0 or step >= t.steps:
                 logger.write(
                     step,

@@ -32,8 +32,12 @@ def collect(root: str) -> list[dict]:
     return rows
 
 
+# The note under every table with a "mean ± std" cell.
+STD_NOTE = "± is the sample standard deviation over seeds (ddof=1; 0 for a single seed)."
+
+
 def mean_std(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
     v = np.asarray(values, float)
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
@@ -70,7 +74,7 @@ def markdown_table(summary: list[dict], metrics=("source_test_acc", "target_test
         cells += [f"{e[m][0]:.1f} ± {e[m][1]:.1f}" for m in metrics]
         cells += [",".join(map(str, e["seeds"])), str(e["steps"]), f"{e['wall_time_s'][0]:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", STD_NOTE])
 
 
 def select_by_rules(eval_rows: list[dict]) -> dict[str, dict]:
@@ -128,7 +132,7 @@ def selection_table(rows: list[dict]) -> str:
             else:
                 cells.append("–")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", STD_NOTE])
 
 
 # ---------------------------------------------------------------------------------------
@@ -373,12 +377,18 @@ def _drop_empty_variant(table: Table) -> Table:
     )
 
 
+def _notes(table: Table) -> list[str]:
+    """The table's notes, and :data:`STD_NOTE` when a cell is a (mean, std) pair."""
+    pairs = any(isinstance(c, tuple) for r in table.rows for c in r)
+    return list(table.notes) + ([STD_NOTE] if pairs and STD_NOTE not in table.notes else [])
+
+
 def to_markdown(table: Table) -> str:
     """The table as GitHub markdown, notes below it."""
     t = _drop_empty_variant(table)
     lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
     lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in t.rows]
-    return "\n".join(lines + [""] + [f"- {n}" for n in t.notes]).rstrip() + "\n"
+    return "\n".join(lines + [""] + [f"- {n}" for n in _notes(t)]).rstrip() + "\n"
 
 
 def to_csv(table: Table) -> str:
@@ -419,7 +429,7 @@ def to_latex(table: Table, caption: str = "") -> str:
     spec = "".join(
         "l" if all(isinstance(r[i], str) for r in t.rows) else "c" for i in range(len(t.columns))
     )
-    lines = [f"% {n}" for n in t.notes]
+    lines = [f"% {n}" for n in _notes(t)]
     lines += [r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(rf"\caption{{{_tex(caption)}}}")
