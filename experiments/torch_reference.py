@@ -102,6 +102,12 @@ def spec_from_config(config, *, image_shape, num_classes: int) -> Spec:
     Raises:
       ValueError: for a backbone, method, optimizer or schedule this reference lacks.
     """
+    import copy
+
+    from tljax import config as config_lib
+
+    # The effective values ("auto" schedule, default weight decay), as the tljax run has.
+    config = config_lib.resolve(copy.deepcopy(config))
     checks = {
         "backbone": config.model.backbone,
         "method": config.method.name,
