@@ -2,8 +2,37 @@
 
 A custom step follows the default step of :mod:`tljax.train`: merge the static graph with
 the (cast) parameters, run the model, differentiate, update, bump the step counter and
-flag non-finite metrics. What it adds is :func:`partial_update`: one optimizer update
-applied to a subset of the parameters only.
+flag non-finite metrics.
+
+One update per iteration: :func:`own_step`
+------------------------------------------
+Methods whose step is *one* optimizer update of one objective (self-training, SimCLR,
+mean teacher, and the fine-tuning regularisers L2-SP, DELTA, LwF through
+:func:`finetune_step`) write only that objective; :func:`own_step` turns it into
+``Method.train_step`` and owns the plumbing: ``stop_gradient`` of frozen parameters,
+casts to the compute dtype, merging the graph (BatchNorm in training mode, or with frozen
+statistics), the updated BatchNorm state, the optimizer update, the step's rng, the
+standard metrics (``loss``, ``task_loss``, ``method_loss``, ``source_acc``, the method's
+own under ``<name>/``, ``lr``) and the non-finite flag. Extra state outside the gradient
+(a starting point captured at step 0, an EMA teacher) comes in through two hooks,
+``prepare`` (before the gradient) and ``after_update`` (after the optimizer update)::
+
+    def objective(ctx, batch):                     # ctx: StepContext (net, rng, step, ...)
+        logits, _ = ctx.net.model(ctx.cast(batch["source"]["image"]))
+        logits = logits.astype(jnp.float32)
+        labels = batch["source"]["label"]
+        task = cross_entropy(logits, labels)
+        reg = jnp.mean(jax.nn.softmax(logits) ** 2)
+        return Losses(task, reg, accuracy(logits, labels), {"reg": reg})
+
+    Method(name="mine", init=no_params, train_step=own_step(objective, name="mine"))
+
+The trainer minimises ``task + weight · method``.
+
+Several updates per iteration (MCD, ADDA)
+-----------------------------------------
+These compose the pieces below themselves. What they add is :func:`partial_update`: one
+optimizer update applied to a subset of the parameters only.
 
 Partial updates with one optimizer state
 ----------------------------------------
@@ -27,8 +56,9 @@ learning rate ``lr(i)`` and the schedule follows iterations, not updates.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -176,6 +206,168 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     ).mean()
 
 
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Fraction of ``argmax(logits) == labels``."""
+    return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+# --- One update per iteration: the shared step builder ------------------------------------
+
+
+class Losses(NamedTuple):
+    """What an :func:`own_step` objective returns.
+
+    Attributes:
+      task: the task loss (cross-entropy on the labelled batch; zero if there is none).
+      method: the method's loss; the step minimises ``task + weight · method``.
+      source_acc: the accuracy logged as ``source_acc``.
+      metrics: the method's own metrics, logged as ``<name>/<key>``.
+    """
+
+    task: jax.Array
+    method: jax.Array
+    source_acc: jax.Array
+    metrics: dict = {}
+
+
+class StepContext:
+    """What an :func:`own_step` objective sees of one step.
+
+    Attributes:
+      net: the network (``net.model``, ``net.method``) merged in training mode with the
+        parameters in the compute dtype; BatchNorm state updated by its forward passes is
+        kept by the step.
+      params: the float32 parameters, frozen ones under ``stop_gradient``.
+      rest: the non-parameter state this step started from (after ``prepare``).
+      rng: the step's PRNG key.
+      step: the step counter (traced int32).
+      weight: the trade-off λ (``config.method.weight``).
+      compute_dtype: the compute dtype, ``None`` for the parameters' dtype.
+    """
+
+    def __init__(self, *, net, params, cast_params, rest, rng, step, weight, compute_dtype, graphs):
+        self.net = net
+        self.params = params
+        self.rest = rest
+        self.rng = rng
+        self.step = step
+        self.weight = weight
+        self.compute_dtype = compute_dtype
+        self._cast_params = cast_params
+        self._graphs = graphs
+
+    def cast(self, x):
+        """``x`` with its floating leaves in the compute dtype (integer inputs stay exact)."""
+        return cast_floats(x, self.compute_dtype)
+
+    @functools.cached_property
+    def ref(self) -> nnx.Module:
+        """The same parameters and state merged in evaluation mode (BatchNorm with its
+        running statistics), e.g. for a frozen reference model; built on first use."""
+        return nnx.merge(self._graphs.eval_graph, self._cast_params, self.cast(self.rest))
+
+
+BN_STATS = ("adapt", "frozen")
+
+
+def check_bn_stats(bn_stats: str, method: str) -> None:
+    """Raises ValueError unless ``bn_stats`` is one of :data:`BN_STATS`."""
+    if bn_stats not in BN_STATS:
+        raise ValueError(f"{method}: bn_stats must be 'adapt' or 'frozen', got {bn_stats!r}.")
+
+
+def own_step(
+    objective: Callable[[StepContext, Any], Losses],
+    *,
+    name: str,
+    bn_stats: str = "adapt",
+    prepare: Callable | None = None,
+    after_update: Callable | None = None,
+) -> Callable:
+    """``Method.train_step`` for a method with one objective and one optimizer update.
+
+    Args:
+      objective: ``objective(ctx, batch) -> Losses`` (a :class:`StepContext` and the
+        batch as given to the step); the step minimises ``task + ctx.weight · method``.
+      name: the method's name (prefix of its metrics).
+      bn_stats: ``"adapt"`` (BatchNorm in training mode: batch statistics, running
+        statistics updated) or ``"frozen"`` (the model's BatchNorm layers normalise with
+        their running statistics and keep them; :func:`tljax.bn.use_running_statistics`).
+      prepare: ``prepare(rest, params, step) -> rest``, applied to the state before the
+        gradient (e.g. :func:`capture_start`); ``None``: nothing.
+      after_update: ``after_update(rest, params, step) -> (rest, metrics)``, applied after
+        the optimizer update to the new parameters and the updated state (e.g. an EMA
+        teacher); its metrics are logged as ``<name>/<key>``. ``None``: nothing.
+
+    Returns:
+      ``train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None,
+      compute_dtype=None) -> step`` with the pure ``step(state, batch, rng=None) ->
+      (state, metrics)`` (``rng`` defaults to ``fold_in(state.rng, state.step)``).
+
+    Raises:
+      ValueError: for an unknown ``bn_stats``.
+    """
+    check_bn_stats(bn_stats, name)
+
+    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
+        del num_classes
+
+        def loss_fn(params, rest, batch, rng, step):
+            params = stop_gradient_where(params, frozen)
+            cast = cast_floats(params, compute_dtype)
+            net = nnx.merge(model.train_graph, cast, rest)
+            if bn_stats == "frozen":
+                from tljax.bn import use_running_statistics
+
+                use_running_statistics(net.model)
+            ctx = StepContext(
+                net=net,
+                params=params,
+                cast_params=cast,
+                rest=rest,
+                rng=rng,
+                step=step,
+                weight=weight,
+                compute_dtype=compute_dtype,
+                graphs=model,
+            )
+            out = objective(ctx, batch)
+            metrics = {
+                "loss": out.task + weight * out.method,
+                "task_loss": out.task,
+                "method_loss": out.method,
+                "source_acc": out.source_acc,
+                **{f"{name}/{k}": v for k, v in out.metrics.items()},
+            }
+            return metrics["loss"], (updated_rest(net, rest), metrics)
+
+        def step(state, batch, rng=None):
+            rng = step_rng(state, rng)
+            rest = state.rest
+            if prepare is not None:
+                rest = prepare(rest, state.params, state.step)
+            grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(
+                state.params, rest, batch, rng, state.step
+            )
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            if after_update is not None:
+                rest, extra = after_update(rest, params, state.step)
+                metrics.update({f"{name}/{k}": v for k, v in extra.items()})
+            return finish(
+                state,
+                params=params,
+                rest=rest,
+                opt_state=opt_state,
+                metrics=metrics,
+                lr_schedule=lr_schedule,
+            )
+
+        return step
+
+    return train_step
+
+
 # --- Fine-tuning steps (inductive transfer: L2-SP, DELTA, LwF, plain fine-tuning) ---------
 #
 # These methods train on the labelled source batch only and regularise towards the
@@ -233,56 +425,37 @@ def capture_start(rest: dict, params: dict, step: jax.Array, *, at: tuple[str, .
 
 def finetune_step(
     *,
-    model,
-    tx: optax.GradientTransformation,
-    frozen,
-    weight: float,
-    lr_schedule: Callable | None = None,
-    compute_dtype=None,
     name: str,
     penalty: Callable | None = None,
     capture_at: tuple[str, ...] | None = None,
     bn_stats: str = "adapt",
 ) -> Callable:
-    """The default train step on the source batch only, plus ``weight · penalty``.
+    """``Method.train_step`` of the default step on the source batch only, plus
+    ``weight · penalty`` (an :func:`own_step`).
 
     ``loss = CE(C(F(x_s)), y_s) + weight · penalty`` with one optimizer update; frozen
     parameters are ``stop_gradient``-ed as in the default step. The target batch is not
     used (inductive transfer: the labelled data is the new task).
 
     Args:
-      model: the static graphs (:class:`tljax.train.Model`).
-      tx, frozen, weight, lr_schedule, compute_dtype: as in
-        :func:`tljax.train.make_train_step`.
       name: the method's name (prefix of its metrics).
-      penalty: ``penalty(*, net, ref, params, rest, src, images, rng, step) ->
-        (scalar, metrics)``; ``net`` is the merged training-mode network, ``ref`` the same
-        state merged in evaluation mode (for frozen reference models), ``params`` the
-        float32 parameters (frozen ones under ``stop_gradient``), ``src`` the model's
-        :class:`~tljax.methods.base.Outputs` on ``images``. ``None``: no penalty.
+      penalty: ``penalty(ctx, src, images) -> (scalar, metrics)``; ``ctx`` is the
+        :class:`StepContext` (``ctx.net`` the training-mode network, ``ctx.ref`` the same
+        state in evaluation mode for frozen reference models, ``ctx.params`` the float32
+        parameters), ``src`` the model's :class:`~tljax.methods.base.Outputs` on
+        ``images`` (the source images in the compute dtype). ``None``: no penalty.
       capture_at: key path in ``rest`` of a frozen copy of the model to fill with the
         starting point at step 0 (:func:`capture_start`); ``None``: nothing captured.
-      bn_stats: ``"adapt"`` (BatchNorm in training mode: batch statistics, running
-        statistics updated) or ``"frozen"`` (the model's BatchNorm layers normalise with
-        their running statistics and keep them; :func:`tljax.bn.use_running_statistics`).
+      bn_stats: ``"adapt"`` or ``"frozen"`` (see :func:`own_step`).
 
     Raises:
       ValueError: for an unknown ``bn_stats``.
     """
-    from tljax.bn import use_running_statistics
     from tljax.methods.base import Outputs
 
-    if bn_stats not in ("adapt", "frozen"):
-        raise ValueError(f"{name}: bn_stats must be 'adapt' or 'frozen', got {bn_stats!r}.")
-
-    def loss_fn(params, rest, batch, rng, step):
-        params = stop_gradient_where(params, frozen)
-        cast = cast_floats(params, compute_dtype)
-        net = nnx.merge(model.train_graph, cast, rest)
-        if bn_stats == "frozen":
-            use_running_statistics(net.model)
-        x = cast_floats(batch["source"]["image"], compute_dtype)
-        logits, out = net.model(x)
+    def objective(ctx: StepContext, batch) -> Losses:
+        x = ctx.cast(batch["source"]["image"])
+        logits, out = ctx.net.model(x)
         src = Outputs(
             logits.astype(jnp.float32),
             out["features"],
@@ -293,37 +466,11 @@ def finetune_step(
         if penalty is None:
             value, extra = jnp.zeros((), jnp.float32), {}
         else:
-            ref = nnx.merge(model.eval_graph, cast, cast_floats(rest, compute_dtype))
-            value, extra = penalty(
-                net=net, ref=ref, params=params, rest=rest, src=src, images=x, rng=rng, step=step
-            )
+            value, extra = penalty(ctx, src, x)
             value = jnp.asarray(value, jnp.float32)
-        metrics = {
-            "loss": task + weight * value,
-            "task_loss": task,
-            "method_loss": value,
-            "source_acc": jnp.mean(jnp.argmax(src.logits, -1) == labels),
-            **{f"{name}/{k}": v for k, v in extra.items()},
-        }
-        return metrics["loss"], (updated_rest(net, rest), metrics)
+        return Losses(task, value, accuracy(src.logits, labels), extra)
 
-    def step(state, batch, rng=None):
-        rng = step_rng(state, rng)
-        rest = state.rest
-        if capture_at is not None:
-            rest = capture_start(rest, state.params, state.step, at=capture_at)
-        grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(
-            state.params, rest, batch, rng, state.step
-        )
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        return finish(
-            state,
-            params=params,
-            rest=rest,
-            opt_state=opt_state,
-            metrics=metrics,
-            lr_schedule=lr_schedule,
-        )
-
-    return step
+    prepare = None
+    if capture_at is not None:
+        prepare = lambda rest, params, step: capture_start(rest, params, step, at=capture_at)
+    return own_step(objective, name=name, bn_stats=bn_stats, prepare=prepare)

@@ -33,6 +33,8 @@ checkpoints, never seen by the optimizer) instead of ``params``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -90,6 +92,33 @@ class Method(NamedTuple):
     # source batch only (half the compute; BatchNorm then sees source data only, as in
     # the reference ERM code). ``tgt`` is then ``None`` in ``loss``.
     needs_target: bool = True
+
+
+def records_hparams(make: Callable[..., Method]) -> Callable[..., Method]:
+    """Decorator of a method factory: its keyword arguments are its hyperparameters,
+    declared once in its signature.
+
+    The returned :class:`Method`'s ``hparams`` are the arguments of the call with the
+    defaults filled in, updated with any ``hparams`` the factory sets itself (values it
+    normalises, e.g. a list made a tuple). The wrapper keeps ``make``'s signature
+    (``inspect.signature``), which the config system reads for the valid names and
+    defaults (:func:`tljax.config.method_hparam_defaults`)::
+
+        @records_hparams
+        def make(*, scale: float = 1.0) -> Method:
+            ...
+            return Method(name="mine", init=no_params, loss=loss)  # hparams: {"scale": ...}
+    """
+    signature = inspect.signature(make)
+
+    @functools.wraps(make)
+    def wrapper(*args, **kwargs) -> Method:
+        method = make(*args, **kwargs)  # a bad argument raises the usual TypeError here
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return method._replace(hparams={**bound.arguments, **method.hparams})
+
+    return wrapper
 
 
 def deep_copy(module: nnx.Module) -> nnx.Module:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from tljax.losses.bsp import bss
-from tljax.methods.base import Method, no_params
+from tljax.methods.base import Method, no_params, records_hparams
 
 
 def bss_gram(features: jax.Array, *, k: int = 1) -> jax.Array:
@@ -45,6 +45,7 @@ def bss_gram(features: jax.Array, *, k: int = 1) -> jax.Array:
     return jnp.sum(jnp.linalg.eigvalsh(gram)[:k])  # ascending eigenvalues
 
 
+@records_hparams
 def make(*, k: int = 1, solver: str = "gram") -> Method:
     """Builds BSS.
 
@@ -71,6 +72,5 @@ def make(*, k: int = 1, solver: str = "gram") -> Method:
         name="bss",
         init=no_params,
         loss=loss,
-        hparams=dict(k=k, solver=solver),
         needs_target=False,
     )

@@ -39,7 +39,7 @@ from flax import nnx
 
 from tljax.losses.regularizers import delta_feature_loss, l2sp
 from tljax.methods import _steps
-from tljax.methods.base import Method, ModelInfo, require_classifier
+from tljax.methods.base import Method, ModelInfo, records_hparams, require_classifier
 from tljax.methods.l2sp import (
     DEFAULT_SHARED,
     START,
@@ -84,6 +84,7 @@ def _pick(out: Mapping, names: Sequence[str], what: str) -> list:
     return [out[n] for n in names]
 
 
+@records_hparams
 def make(
     *,
     alpha: float = 0.01,
@@ -129,50 +130,33 @@ def make(
         del rngs
         return StartingPoint(require_classifier(info, "delta"))
 
-    def penalty(*, net, ref, params, rest, src, images, rng, step):
-        del net, rest, rng, step
+    def penalty(ctx: _steps.StepContext, src, images):
         out = {**src.extras, "features": src.features}
         names = layers or tuple(sorted(k for k, v in out.items() if v.ndim == 4))
         if not names:
             raise ValueError(
                 f"delta: the model has no 4-D feature maps; pass layers= from {sorted(out)}."
             )
-        _, out0 = ref.method.start(images)
+        _, out0 = ctx.ref.method.start(images)
         feats = [f.astype(jnp.float32) for f in _pick(out, names, "model")]
         feats0 = [f.astype(jnp.float32) for f in _pick(out0, names, "starting model")]
         ws = [jnp.asarray(weights[n]) if n in weights else None for n in names]
         distance = delta_feature_loss(feats, feats0, ws)
-        head = l2sp(params["model"], params["model"], alpha=0.0, beta=1.0, shared_mask=is_shared)
+        model_params = ctx.params["model"]
+        head = l2sp(model_params, model_params, alpha=0.0, beta=1.0, shared_mask=is_shared)
         value = alpha * distance + beta * head
         return value, {"feature_distance": distance, "head_l2": head}
 
-    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
-        del num_classes
-        return _steps.finetune_step(
-            model=model,
-            tx=tx,
-            frozen=frozen,
-            weight=weight,
-            lr_schedule=lr_schedule,
-            compute_dtype=compute_dtype,
-            name="delta",
-            penalty=penalty,
-            capture_at=START,
-            bn_stats=bn_stats,
-        )
-
-    hp = dict(
-        alpha=alpha,
-        beta=beta,
+    hp = dict(  # normalised; the other hyperparameters are recorded as given
         layers=layers,
         channel_weights={k: tuple(map(float, v)) for k, v in weights.items()} or None,
-        shared=shared,
-        bn_stats=bn_stats,
     )
     return Method(
         name="delta",
         init=init,
-        train_step=train_step,
+        train_step=_steps.finetune_step(
+            name="delta", penalty=penalty, capture_at=START, bn_stats=bn_stats
+        ),
         hparams=hp,
         needs_target=False,
     )

@@ -17,10 +17,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from tljax.methods import _steps
-from tljax.methods.base import Method, no_params
+from tljax.methods.base import Method, no_params, records_hparams
 from tljax.methods.l2sp import check_bn_stats
 
 
+@records_hparams
 def make(*, bn_stats: str = "adapt") -> Method:
     """Builds plain fine-tuning.
 
@@ -36,24 +37,10 @@ def make(*, bn_stats: str = "adapt") -> Method:
         del module, src, tgt, rng, step
         return jnp.zeros((), jnp.float32), {}
 
-    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
-        del num_classes
-        return _steps.finetune_step(
-            model=model,
-            tx=tx,
-            frozen=frozen,
-            weight=weight,
-            lr_schedule=lr_schedule,
-            compute_dtype=compute_dtype,
-            name="finetune",
-            bn_stats=bn_stats,
-        )
-
     return Method(
         name="finetune",
         init=no_params,
         loss=loss,
-        train_step=train_step,
-        hparams=dict(bn_stats=bn_stats),
+        train_step=_steps.finetune_step(name="finetune", bn_stats=bn_stats),
         needs_target=False,
     )

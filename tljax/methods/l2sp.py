@@ -32,7 +32,13 @@ from flax import nnx
 
 from tljax.losses.regularizers import l2sp
 from tljax.methods import _steps
-from tljax.methods.base import Method, ModelInfo, frozen_copy, require_classifier
+from tljax.methods.base import (
+    Method,
+    ModelInfo,
+    frozen_copy,
+    records_hparams,
+    require_classifier,
+)
 
 START = ("method", "start")  # where the frozen starting point lives in ``rest``
 DEFAULT_SHARED = r"^model/(backbone|bottleneck)/"  # = config.model.init_include's default
@@ -71,12 +77,10 @@ def shared_predicate(pattern: str, method: str):
     return lambda path: bool(regex.search("model/" + path))
 
 
-def check_bn_stats(bn_stats: str, method: str) -> None:
-    """Raises ValueError unless ``bn_stats`` is ``"adapt"`` or ``"frozen"``."""
-    if bn_stats not in ("adapt", "frozen"):
-        raise ValueError(f"{method}: bn_stats must be 'adapt' or 'frozen', got {bn_stats!r}.")
+check_bn_stats = _steps.check_bn_stats  # raises ValueError unless "adapt" or "frozen"
 
 
+@records_hparams
 def make(
     *,
     alpha: float = 0.01,
@@ -106,32 +110,17 @@ def make(
         del rngs
         return StartingPoint(require_classifier(info, "l2sp"))
 
-    def penalty(*, net, ref, params, rest, src, images, rng, step):
-        del net, ref, src, images, rng, step
-        w0 = starting_params(rest, params)
-        value = l2sp(params["model"], w0, alpha=alpha, beta=beta, shared_mask=is_shared)
+    def penalty(ctx: _steps.StepContext, src, images):
+        del src, images
+        w0 = starting_params(ctx.rest, ctx.params)
+        value = l2sp(ctx.params["model"], w0, alpha=alpha, beta=beta, shared_mask=is_shared)
         return value, {}
 
-    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
-        del num_classes
-        return _steps.finetune_step(
-            model=model,
-            tx=tx,
-            frozen=frozen,
-            weight=weight,
-            lr_schedule=lr_schedule,
-            compute_dtype=compute_dtype,
-            name="l2sp",
-            penalty=penalty,
-            capture_at=START,
-            bn_stats=bn_stats,
-        )
-
-    hp = dict(alpha=alpha, beta=beta, shared=shared, bn_stats=bn_stats)
     return Method(
         name="l2sp",
         init=init,
-        train_step=train_step,
-        hparams=hp,
+        train_step=_steps.finetune_step(
+            name="l2sp", penalty=penalty, capture_at=START, bn_stats=bn_stats
+        ),
         needs_target=False,
     )

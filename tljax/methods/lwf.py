@@ -36,7 +36,14 @@ from flax import nnx
 
 from tljax.losses.regularizers import lwf_distillation
 from tljax.methods import _steps
-from tljax.methods.base import Buffer, Method, ModelInfo, frozen_copy, require_classifier
+from tljax.methods.base import (
+    Buffer,
+    Method,
+    ModelInfo,
+    frozen_copy,
+    records_hparams,
+    require_classifier,
+)
 from tljax.methods.l2sp import START, check_bn_stats
 
 HEAD_KEYS = ("model/head/kernel", "model/head/bias")
@@ -76,6 +83,7 @@ def load_old_head(workdir: str, feature_dim: int) -> tuple[np.ndarray, np.ndarra
     return kernel, bias
 
 
+@records_hparams
 def make(*, old_head_from: str = "", temperature: float = 3.0, bn_stats: str = "adapt") -> Method:
     """Builds LwF.
 
@@ -103,36 +111,21 @@ def make(*, old_head_from: str = "", temperature: float = 3.0, bn_stats: str = "
         kernel, bias = load_old_head(old_head_from, info.feature_dim)
         return LwFNet(model, kernel, bias, rngs)
 
-    def penalty(*, net, ref, params, rest, src, images, rng, step):
-        del params, rest, rng, step
-        _, out0 = ref.method.start(images)
+    def penalty(ctx: _steps.StepContext, src, images):
+        ref = ctx.ref.method
+        _, out0 = ref.start(images)
         f0 = out0["features"].astype(jnp.float32)
-        teacher = f0 @ ref.method.teacher_kernel.get_value() + ref.method.teacher_bias.get_value()
-        student = net.method.old_head(src.features).astype(jnp.float32)
+        teacher = f0 @ ref.teacher_kernel.get_value() + ref.teacher_bias.get_value()
+        student = ctx.net.method.old_head(src.features).astype(jnp.float32)
         value = lwf_distillation(student, teacher, temperature=temperature)
         agree = jnp.mean(jnp.argmax(student, -1) == jnp.argmax(teacher, -1))
         return value, {"old_task_agreement": agree}
 
-    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
-        del num_classes
-        return _steps.finetune_step(
-            model=model,
-            tx=tx,
-            frozen=frozen,
-            weight=weight,
-            lr_schedule=lr_schedule,
-            compute_dtype=compute_dtype,
-            name="lwf",
-            penalty=penalty,
-            capture_at=START,
-            bn_stats=bn_stats,
-        )
-
-    hp = dict(old_head_from=old_head_from, temperature=temperature, bn_stats=bn_stats)
     return Method(
         name="lwf",
         init=init,
-        train_step=train_step,
-        hparams=hp,
+        train_step=_steps.finetune_step(
+            name="lwf", penalty=penalty, capture_at=START, bn_stats=bn_stats
+        ),
         needs_target=False,
     )

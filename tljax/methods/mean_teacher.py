@@ -30,12 +30,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from tljax.losses.self_training import consistency_mse
 from tljax.methods import _steps
-from tljax.methods.base import Method, ModelInfo, frozen_copy, require_classifier
+from tljax.methods.base import (
+    Method,
+    ModelInfo,
+    frozen_copy,
+    records_hparams,
+    require_classifier,
+)
 from tljax.methods.self_training import augment
 
 
@@ -65,6 +70,7 @@ def ema_update(teacher: dict, student: dict, alpha: jax.Array) -> dict:
     return out
 
 
+@records_hparams
 def make(
     *,
     decay: float = 0.99,
@@ -93,55 +99,26 @@ def make(
         del rngs
         return Teacher(require_classifier(info, "mean_teacher"))
 
-    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
-        del num_classes
+    def objective(ctx: _steps.StepContext, batch) -> _steps.Losses:
+        xs, xt = batch["source"]["image"], batch["target"]["image"]
+        k_student, k_teacher = jax.random.split(ctx.rng)
+        x = ctx.cast(jnp.concatenate([xs, augment(xt, k_student, **strengths)], axis=0))
+        xt_teacher = ctx.cast(augment(xt, k_teacher, **strengths))
+        logits, _ = ctx.net.model(x)
+        logits = logits.astype(jnp.float32)
+        ys, yt = logits[: xs.shape[0]], logits[xs.shape[0] :]
+        yt_teacher, _ = ctx.net.method.teacher(xt_teacher)
+        labels = batch["source"]["label"]
+        task = _steps.cross_entropy(ys, labels)
+        cons = consistency_mse(yt, jax.lax.stop_gradient(yt_teacher.astype(jnp.float32)))
+        return _steps.Losses(task, cons, _steps.accuracy(ys, labels))
 
-        def loss_fn(params, rest, batch, rng):
-            params = _steps.stop_gradient_where(params, frozen)
-            net = nnx.merge(model.train_graph, _steps.cast_floats(params, compute_dtype), rest)
-            xs, xt = batch["source"]["image"], batch["target"]["image"]
-            k_student, k_teacher = jax.random.split(rng)
-            x = jnp.concatenate([xs, augment(xt, k_student, **strengths)], axis=0)
-            xt_teacher = augment(xt, k_teacher, **strengths)
-            if compute_dtype is not None:
-                x, xt_teacher = x.astype(compute_dtype), xt_teacher.astype(compute_dtype)
-            logits, _ = net.model(x)
-            logits = logits.astype(jnp.float32)
-            ys, yt = logits[: xs.shape[0]], logits[xs.shape[0] :]
-            yt_teacher, _ = net.method.teacher(xt_teacher)
-            labels = batch["source"]["label"]
-            task = _steps.cross_entropy(ys, labels)
-            cons = consistency_mse(yt, jax.lax.stop_gradient(yt_teacher.astype(jnp.float32)))
-            metrics = {
-                "loss": task + weight * cons,
-                "task_loss": task,
-                "method_loss": cons,
-                "source_acc": jnp.mean(jnp.argmax(ys, -1) == labels),
-            }
-            return metrics["loss"], (_steps.updated_rest(net, rest), metrics)
+    def after_update(rest, params, step):
+        """The teacher's EMA step towards the updated student."""
+        alpha = ema_alpha(step, decay)
+        method_rest = dict(rest["method"])
+        method_rest["teacher"] = ema_update(method_rest["teacher"], params["model"], alpha)
+        return {**rest, "method": method_rest}, {"ema_alpha": alpha}
 
-        def step(state, batch, rng=None):
-            rng = _steps.step_rng(state, rng)
-            grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(
-                state.params, state.rest, batch, rng
-            )
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            alpha = ema_alpha(state.step, decay)
-            method_rest = dict(rest["method"])
-            method_rest["teacher"] = ema_update(method_rest["teacher"], params["model"], alpha)
-            rest = {**rest, "method": method_rest}
-            metrics["mean_teacher/ema_alpha"] = alpha
-            return _steps.finish(
-                state,
-                params=params,
-                rest=rest,
-                opt_state=opt_state,
-                metrics=metrics,
-                lr_schedule=lr_schedule,
-            )
-
-        return step
-
-    hp = dict(decay=decay, **strengths)
-    return Method(name="mean_teacher", init=init, train_step=train_step, hparams=hp)
+    train_step = _steps.own_step(objective, name="mean_teacher", after_update=after_update)
+    return Method(name="mean_teacher", init=init, train_step=train_step)

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
-from flax import nnx
 
 from tljax.data import augment as augment_lib
 from tljax.losses.self_training import pseudo_label_loss
 from tljax.methods import _steps
-from tljax.methods.base import Method, no_params
+from tljax.methods.base import Method, no_params, records_hparams
 
 
 def _augment_image(
@@ -111,6 +109,7 @@ def rand_augment(x: jax.Array, key: jax.Array, *, num_ops: int, magnitude: float
 STRONG = ("default", "randaugment")
 
 
+@records_hparams
 def make(
     *,
     threshold: float = 0.9,
@@ -151,56 +150,17 @@ def make(
     else:
         strong_view = lambda x, key: augment(x, key, **strengths)
 
-    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
-        del num_classes
+    def objective(ctx: _steps.StepContext, batch) -> _steps.Losses:
+        xs, xt = batch["source"]["image"], batch["target"]["image"]
+        x = ctx.cast(jnp.concatenate([xs, xt, strong_view(xt, ctx.rng)], axis=0))
+        logits, _ = ctx.net.model(x)
+        logits = logits.astype(jnp.float32)
+        n, m = xs.shape[0], xt.shape[0]
+        ys, yt, yt_strong = logits[:n], logits[n : n + m], logits[n + m :]
+        labels = batch["source"]["label"]
+        task = _steps.cross_entropy(ys, labels)
+        st_loss, mask_rate = pseudo_label_loss(yt, yt_strong, threshold=threshold)
+        return _steps.Losses(task, st_loss, _steps.accuracy(ys, labels), {"mask_rate": mask_rate})
 
-        def loss_fn(params, rest, batch, rng):
-            params = _steps.stop_gradient_where(params, frozen)
-            net = nnx.merge(model.train_graph, _steps.cast_floats(params, compute_dtype), rest)
-            xs, xt = batch["source"]["image"], batch["target"]["image"]
-            strong = strong_view(xt, rng)
-            x = jnp.concatenate([xs, xt, strong], axis=0)
-            if compute_dtype is not None:
-                x = x.astype(compute_dtype)
-            logits, _ = net.model(x)
-            logits = logits.astype(jnp.float32)
-            n, m = xs.shape[0], xt.shape[0]
-            ys, yt, yt_strong = logits[:n], logits[n : n + m], logits[n + m :]
-            labels = batch["source"]["label"]
-            task = _steps.cross_entropy(ys, labels)
-            st_loss, mask_rate = pseudo_label_loss(yt, yt_strong, threshold=threshold)
-            metrics = {
-                "loss": task + weight * st_loss,
-                "task_loss": task,
-                "method_loss": st_loss,
-                "source_acc": jnp.mean(jnp.argmax(ys, -1) == labels),
-                "self_training/mask_rate": mask_rate,
-            }
-            return metrics["loss"], (_steps.updated_rest(net, rest), metrics)
-
-        def step(state, batch, rng=None):
-            rng = _steps.step_rng(state, rng)
-            grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(
-                state.params, state.rest, batch, rng
-            )
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            return _steps.finish(
-                state,
-                params=params,
-                rest=rest,
-                opt_state=opt_state,
-                metrics=metrics,
-                lr_schedule=lr_schedule,
-            )
-
-        return step
-
-    hp = dict(
-        threshold=threshold,
-        **strengths,
-        strong=strong,
-        randaugment_ops=randaugment_ops,
-        randaugment_magnitude=randaugment_magnitude,
-    )
-    return Method(name="self_training", init=no_params, train_step=train_step, hparams=hp)
+    train_step = _steps.own_step(objective, name="self_training")
+    return Method(name="self_training", init=no_params, train_step=train_step)

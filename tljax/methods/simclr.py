@@ -32,12 +32,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from tljax.losses.contrastive import nt_xent
 from tljax.methods import _steps
-from tljax.methods.base import Method, ModelInfo
+from tljax.methods.base import Method, ModelInfo, records_hparams
 
 
 class ProjectionHead(nnx.Module):
@@ -120,6 +119,7 @@ def augment(
     return jax.vmap(fn)(x, u).astype(x.dtype)
 
 
+@records_hparams
 def make(
     *,
     temperature: float = 0.5,
@@ -152,61 +152,24 @@ def make(
     def init(rngs: nnx.Rngs, info: ModelInfo) -> ProjectionHead:
         return ProjectionHead(info.feature_dim, proj_hidden, proj_dim, rngs=rngs)
 
-    def train_step(*, model, tx, frozen, weight, num_classes, lr_schedule=None, compute_dtype=None):
-        del num_classes
+    def objective(ctx: _steps.StepContext, batch) -> _steps.Losses:
+        xs, labels = batch["source"]["image"], batch["source"]["label"]
+        k1, k2 = jax.random.split(ctx.rng)
+        views = jnp.concatenate([augment(xs, k1, **aug), augment(xs, k2, **aug)], axis=0)
+        logits, out = ctx.net.model(ctx.cast(views))
+        feats, n = out["features"], xs.shape[0]
+        z = ctx.net.method(feats).astype(jnp.float32)
+        contrastive = nt_xent(z[:n], z[n:], temperature=temperature)
+        if online_probe:
+            probe = ctx.net.model.head(jax.lax.stop_gradient(feats[:n])).astype(jnp.float32)
+            task = _steps.cross_entropy(probe, labels)
+        else:
+            probe, task = logits[:n], jnp.zeros((), jnp.float32)
+        return _steps.Losses(task, contrastive, _steps.accuracy(probe, labels))
 
-        def loss_fn(params, rest, batch, rng):
-            params = _steps.stop_gradient_where(params, frozen)
-            net = nnx.merge(model.train_graph, _steps.cast_floats(params, compute_dtype), rest)
-            xs, labels = batch["source"]["image"], batch["source"]["label"]
-            k1, k2 = jax.random.split(rng)
-            views = jnp.concatenate([augment(xs, k1, **aug), augment(xs, k2, **aug)], axis=0)
-            logits, out = net.model(_steps.cast_floats(views, compute_dtype))
-            feats, n = out["features"], xs.shape[0]
-            z = net.method(feats).astype(jnp.float32)
-            contrastive = nt_xent(z[:n], z[n:], temperature=temperature)
-            if online_probe:
-                probe = net.model.head(jax.lax.stop_gradient(feats[:n])).astype(jnp.float32)
-                task = _steps.cross_entropy(probe, labels)
-            else:
-                probe, task = logits[:n], jnp.zeros((), jnp.float32)
-            metrics = {
-                "loss": weight * contrastive + task,
-                "task_loss": task,
-                "method_loss": contrastive,
-                "source_acc": jnp.mean(jnp.argmax(probe, -1) == labels),
-            }
-            return metrics["loss"], (_steps.updated_rest(net, rest), metrics)
-
-        def step(state, batch, rng=None):
-            rng = _steps.step_rng(state, rng)
-            grads, (rest, metrics) = jax.grad(loss_fn, has_aux=True)(
-                state.params, state.rest, batch, rng
-            )
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            return _steps.finish(
-                state,
-                params=params,
-                rest=rest,
-                opt_state=opt_state,
-                metrics=metrics,
-                lr_schedule=lr_schedule,
-            )
-
-        return step
-
-    hp = dict(
-        temperature=temperature,
-        proj_hidden=proj_hidden,
-        proj_dim=proj_dim,
-        online_probe=online_probe,
-        **aug,
-    )
     return Method(
         name="simclr",
         init=init,
-        train_step=train_step,
-        hparams=hp,
+        train_step=_steps.own_step(objective, name="simclr"),
         needs_target=False,
     )
