@@ -28,6 +28,7 @@ import sys
 
 import numpy as np
 from absl import app, flags
+from absl import logging as absl_logging
 
 FLAGS = flags.FLAGS
 ESTIMATORS = ("logme", "leep", "nce", "h_score")
@@ -230,6 +231,7 @@ def format_table(result: dict) -> str:
 def main(argv) -> None:
     del argv
     logging.basicConfig(level=logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every restore at INFO
     result = rank(
         FLAGS.workdirs,
         FLAGS.task,

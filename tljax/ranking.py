@@ -12,7 +12,7 @@ Pure functions on NumPy (or JAX) arrays, computed in float64 on the host:
   Classification Tasks", ICCV 2019): the negative conditional entropy -H(Y|Z) of target
   labels given the source model's arg-max labels.
 * :func:`h_score` -- H-score (Bao et al., "An Information-Theoretic Approach to Transfer
-  Learning", ICIP 2019), optionally with the shrinkage of Ibrahim et al. (2022).
+  Learning", ICIP 2019), optionally with the shrinkage of Ibrahim et al. (2021).
 * :func:`kendall_tau`, :func:`weighted_kendall_tau` -- rank correlation of scores with
   fine-tuned accuracies, the LogME paper's evaluation protocol.
 
@@ -283,7 +283,7 @@ def h_score(features, labels, *, shrinkage: str | float | None = None) -> float:
 
     ``shrinkage`` gives the regularised H-score of Ibrahim, Ponomareva and Mazumder
     ("Newer is not always better: Rethinking transferability metrics, their peculiarities,
-    stability and performance", ECML-PKDD 2022): ``cov(f)`` is shrunk towards
+    stability and performance", arXiv:2110.06893): ``cov(f)`` is shrunk towards
     ``mu I`` (``mu`` its mean eigenvalue), ``(1 - a) cov(f) + a mu I``, and the between-class
     covariance is scaled by ``(1 - a)``, with ``a`` the Ledoit-Wolf coefficient
     (``"ledoit_wolf"``, from scikit-learn) or a given float in ``[0, 1]``.
