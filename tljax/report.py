@@ -177,7 +177,7 @@ def attach_configs(rows: list[dict]) -> list[dict]:
         r["config"] = {}
         if os.path.exists(path):
             with open(path) as f:
-                r["config"] = json.load(f)
+                r["config"] = _expand_hparams(json.load(f))
     # A key missing from an older run's config.json is a field added since, at its default
     # (new fields keep the old behaviour at their defaults), not a different variant.
     defaults = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
@@ -196,6 +196,20 @@ def attach_configs(rows: list[dict]) -> list[dict]:
         for r in rs:
             r["variant"] = ",".join(f"{k}={_short(value(r, k))}" for k in varying)
     return rows
+
+
+def _expand_hparams(flat: dict) -> dict:
+    """``method.hparams`` as one key per hyperparameter (``method.hparams.hidden``), with
+    the method's defaults filled in (older runs recorded only the ones their config set),
+    so a variant names the hyperparameter that differs, not the whole dict."""
+    hp = flat.get("method.hparams")
+    if not isinstance(hp, dict):
+        return flat
+    out = {k: v for k, v in flat.items() if k != "method.hparams"}
+    filled = config_lib.hparams_with_defaults(str(flat.get("method.name", "")), hp)
+    for k, v in json.loads(json.dumps(filled, default=str)).items():
+        out[f"method.hparams.{k}"] = v
+    return out
 
 
 def _short(value) -> str:
