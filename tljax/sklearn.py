@@ -97,7 +97,9 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
       seed: initialisation and data-order seed (``config.seed``).
       n_seeds: members trained vmapped (seeds ``seed .. seed+n_seeds-1``); their
         probabilities are averaged.
-      unlabeled: the label value that marks target rows in ``fit(X, y)``.
+      unlabeled: the label value that marks target rows in ``fit(X, y)``; ``None``: no
+        marker (every row is labelled; the target only through ``X_target``), for label
+        sets that contain ``-1``.
       **method_hparams: the method's hyperparameters (``config.method.hparams``), e.g.
         ``grl_max_iters=250.0``. A name that is also an estimator parameter takes the
         prefix ``method_``: ``method_hidden=(32,)`` is DANN's discriminator width.
@@ -180,9 +182,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
 
     def _split_rows(self, X, y, X_target):
         """Source ``(X_s, y_s)`` and target ``X_t`` (or None) from fit's arguments."""
-        y_obj = np.asarray(y, dtype=object) if np.asarray(y).dtype.kind not in "iufb" else None
-        mask = (y_obj == self.unlabeled) if y_obj is not None else (np.asarray(y) == self.unlabeled)
-        mask = np.asarray(mask, bool).reshape(-1)
+        mask = _marked(np.asarray(y), self.unlabeled)
         xs, ys = X[~mask], np.asarray(y)[~mask]
         xt = X[mask] if mask.any() else None
         if X_target is not None:
@@ -221,7 +221,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(
                 f"fit needs at least 2 classes in the labelled rows, got {len(self.classes_)} "
-                f"({self.classes_.tolist()})."
+                f"class ({self.classes_.tolist()})."
             )
         if not isinstance(self.n_seeds, (int, np.integer)) or self.n_seeds < 1:
             raise ValueError(f"n_seeds must be an integer >= 1, got {self.n_seeds!r}.")
@@ -374,7 +374,8 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The most probable class label of each row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: NotFittedError before classes_ is read
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -423,12 +424,7 @@ def selection_scorer(rule: str = "source_val", *, unlabeled=-1):
 
     def scorer(estimator, X, y=None) -> float:
         y = np.asarray(y) if y is not None else None
-        if y is None:
-            mask = np.zeros(len(X), bool)
-        elif y.dtype.kind in "iufb":
-            mask = y == unlabeled
-        else:
-            mask = np.asarray(y.astype(object) == unlabeled, bool)
+        mask = np.zeros(len(X), bool) if y is None else _marked(y, unlabeled)
         if rule == "source_val":
             if y is None or (~mask).sum() == 0:
                 raise ValueError("selection_scorer('source_val') needs labelled rows in the fold.")
@@ -454,6 +450,15 @@ def selection_scorer(rule: str = "source_val", *, unlabeled=-1):
 
     scorer.__name__ = f"selection_scorer_{rule}"
     return scorer
+
+
+def _marked(y: np.ndarray, unlabeled) -> np.ndarray:
+    """Boolean mask of the rows of ``y`` labelled ``unlabeled`` (none if it is None)."""
+    if unlabeled is None:
+        return np.zeros(len(y), bool)
+    if y.dtype.kind in "iufb":
+        return np.asarray(y == unlabeled, bool).reshape(-1)
+    return np.asarray(y.astype(object) == unlabeled, bool).reshape(-1)
 
 
 def _take(X, idx):
