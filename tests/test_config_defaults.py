@@ -219,3 +219,19 @@ def test_tables_say_the_std_is_ddof_1():
     md = report.to_markdown(report.headline_table(rows))
     assert "ddof=1" in md and "| dann | 60.0 ± 14.1 |" in md
     assert "ddof=1" in report.to_latex(report.headline_table(rows))
+
+
+def test_report_variant_names_the_hparam_that_differs(tmp_path):
+    rows = []
+    for alpha in (1.0, 2.0):
+        d = tmp_path / f"a{alpha}"
+        d.mkdir()
+        c = config_lib.resolve(_tiny())
+        c.method.hparams.grl_alpha = alpha
+        flat = config_lib.flatten(c)
+        if alpha == 1.0:  # recorded before defaults were filled: the same default
+            flat["method.hparams"] = {"hidden": [32]}
+        (d / "config.json").write_text(json.dumps(flat, default=str))
+        rows.append({"task": "moons", "method": "dann", "seed": 0, "workdir": str(d)})
+    variants = [r["variant"] for r in report.attach_configs(rows)]
+    assert variants == ["method.hparams.grl_alpha=1", "method.hparams.grl_alpha=2"]
