@@ -2,12 +2,17 @@
 ``experiments.rank`` command end to end on three tiny runs."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
 from tljax import ranking
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _data(n=120, d=8, c=3, seed=0):
@@ -211,3 +216,18 @@ def test_rank_command_end_to_end(tmp_path, capsys):
     assert "weighted" in rank.format_table(out2)
     with pytest.raises(ValueError, match="3 workdirs but 2 accuracies"):
         rank.rank(dirs, "moons", accuracies=[0.1, 0.2])
+    # The command line: same scores, the table on stdout.
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.rank", "--workdirs=" + ",".join(dirs)]
+        + ["--task=moons", "--max_examples=300", "--accuracies=0.1,0.2,0.3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| estimator | Kendall tau | weighted tau |" in proc.stdout
+    logme_row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| logme |"))
+    tau = float(logme_row.split("|")[2])
+    assert tau == pytest.approx(out2["estimators"]["logme"]["kendall_tau"], abs=1e-3)
