@@ -136,6 +136,10 @@ def test_leep_nce_properties():
     assert np.isfinite(ranking.leep(p, y, 3))
     with pytest.raises(ValueError, match="softmax"):
         ranking.leep(p * 2, y, 3)
+    with pytest.raises(ValueError, match="empty"):
+        ranking.nce(np.zeros(0, int), np.zeros(0, int))
+    with pytest.raises(ValueError, match=r"target_labels must have shape \(50,\)"):
+        ranking.nce(z, y[:10])
 
 
 # --------------------------------------------------------------------------- H-score

@@ -48,6 +48,8 @@ def _as_labels(labels, n: int, num_classes: int | None, name: str = "labels") ->
     y = np.asarray(labels)
     if y.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match the inputs; got {y.shape}.")
+    if n == 0:
+        raise ValueError(f"{name} is empty: the estimators need labelled examples.")
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(y == np.round(y)):
             raise ValueError(f"{name} must be integer class ids; got dtype {y.dtype}.")
@@ -259,7 +261,9 @@ def nce(source_labels, target_labels, num_source_classes=None, num_target_classe
       num_source_classes, num_target_classes: optional sizes (default max + 1).
     """
     z = np.asarray(source_labels)
-    n = z.shape[0] if z.ndim == 1 else -1
+    if z.ndim != 1:
+        raise ValueError(f"source_labels must have shape (n,); got {z.shape}.")
+    n = z.shape[0]
     z, cs = _as_labels(z, n, num_source_classes, "source_labels")
     y, ct = _as_labels(target_labels, n, num_target_classes, "target_labels")
     joint = np.zeros((ct, cs))
