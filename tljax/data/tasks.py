@@ -156,6 +156,7 @@ _RESOLVERS: list[tuple[str | Callable, str]] = [
         "'A->B' for two benchmark domains of tljax.data.benchmarks.known_names() with the "
         "same classes (e.g. 'svhn->mnist', 'office31/amazon->office31/webcam')",
     ),
+    ("tljax.data.corruptions:resolve", "'<digits|fashion|cifar10|imagenet>-c/<corruption>/<1..5>'"),
 ]
 
 
