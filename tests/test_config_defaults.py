@@ -235,3 +235,13 @@ def test_report_variant_names_the_hparam_that_differs(tmp_path):
         rows.append({"task": "moons", "method": "dann", "seed": 0, "workdir": str(d)})
     variants = [r["variant"] for r in report.attach_configs(rows)]
     assert variants == ["method.hparams.grl_alpha=1", "method.hparams.grl_alpha=2"]
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert loop._interactive(Tty()) and not loop._interactive(io.StringIO())

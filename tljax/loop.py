@@ -264,10 +264,16 @@ def _check_resume_config(workdir: str, config, *, write: bool = True) -> None:
                 before[k] = now[k]
         diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
         if diff:
+            hint = (
+                " (The command line holds out data.source_val_fraction=0.1 unless the config "
+                "sets it; --noholdout resumes a run trained on all of source train.)"
+                if "data.source_val_fraction" in diff
+                else ""
+            )
             raise ValueError(
                 f"{workdir} holds a run with a different config (differs in {diff}: "
                 f"{[(before.get(k), now.get(k)) for k in diff]}). Use a new workdir, or "
-                "the same config to resume."
+                f"the same config to resume.{hint}"
             )
     if not write:
         return
@@ -408,6 +414,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
             logger.close()
 
 
+def _interactive(stream) -> bool:
+    """A terminal, or a Jupyter/IPython kernel's output (tqdm.auto draws a widget there)."""
+    return stream.isatty() or type(stream).__module__.startswith("ipykernel")
+
+
 def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
     task, t = parts["task"], config.train
     replicated, batch_sharding, stacked_sharding = shardings
@@ -425,7 +436,7 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
     bar, lines = None, False
     # A bar only on a terminal: redirected to a file, its redraws fill the log; there a
     # line per log_every steps says the same.
-    if t.progress and main and sys.stderr.isatty():
+    if t.progress and main and _interactive(sys.stderr):
         from tqdm.auto import tqdm
 
         bar = tqdm(
