@@ -12,19 +12,24 @@ hyperparameters (optax style):
   method's module already merged, so BatchNorm statistics of the method's networks are
   updated as usual. Arguments are keyword-only so source and target can't be swapped.
   It never sees target labels.
-* ``train_step`` (optional) replaces the trainer's default step for methods that need
-  several updates per iteration (MCD, ADDA, mean teacher); it is built from the same
-  pieces. ``None`` for single-objective methods. It is called as
+* ``train_step`` (optional) replaces the trainer's default step for methods whose loss
+  is not a function of the model outputs alone (self-training's strong view, the mean
+  teacher's EMA, L2-SP's starting point) or that need several updates per iteration
+  (MCD, ADDA). ``None`` for methods with a ``loss``. It is called as
   ``train_step(model=, tx=, frozen=, weight=, num_classes=, lr_schedule=, compute_dtype=)``
   (the arguments of :func:`tljax.train.make_train_step`) and returns the pure
-  ``step(state, batch, rng=None) -> (state, metrics)``; helpers live in
-  :mod:`tljax.methods._steps`.
+  ``step(state, batch, rng=None) -> (state, metrics)``. A method with one objective and
+  one update gets it from :func:`tljax.methods._steps.own_step` and writes only the
+  objective; the pieces for multi-update steps live in :mod:`tljax.methods._steps` too.
 * ``eval_state`` (optional) ``eval_state(params, rest, *, domain) -> (params, rest)``
   maps the trained state to the state to evaluate on ``domain`` (``"source"`` or
   ``"target"``) with the usual eval step, e.g. ADDA swaps in its target encoder for the
   target domain. ``None``: the trained state is evaluated on both domains.
 
 The trainer minimises ``task_loss(source) + weight * loss(...)``.
+
+Hyperparameters are the keyword arguments of the factory, declared once in its signature
+(the config system reads it); :func:`records_hparams` copies them into ``Method.hparams``.
 
 Non-trainable method state (fixed random matrices, an EMA teacher) is held in
 :class:`Buffer` variables: they are not ``nnx.Param``, so they land in ``rest`` (saved in
