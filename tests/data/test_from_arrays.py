@@ -180,3 +180,19 @@ def test_config_file_trains_without_target_test(tmp_path):
     evals = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     evals = [e for e in evals if e.get("kind") == "eval"]
     assert evals and all(np.isfinite(e["target_neg_entropy"]) for e in evals)
+
+
+def test_empty_split_evaluates_to_nan():
+    """What the trainer does with a task without a target test split."""
+    from tljax import evaluate
+
+    calls = []
+
+    def eval_fn(params, rest, x):
+        calls.append(x.shape)
+        return np.zeros((x.shape[0], 4)), np.zeros((x.shape[0], 8))
+
+    logits, feats = evaluate.predict(eval_fn, None, None, np.zeros((0, 3)), batch_size=16)
+    assert logits.shape == (0, 4) and feats.shape == (0, 8) and calls == [(16, 3)]
+    assert math.isnan(evaluate.accuracy(logits, np.zeros(0, np.int32)))
+    assert math.isnan(evaluate.mean_class_accuracy(logits, np.zeros(0, np.int32), 4))
