@@ -24,6 +24,7 @@ from tljax import config as config_lib
 from tljax import distributed, evaluate, methods, optim, report, xla_env
 from tljax.checkpoint import Checkpointer
 from tljax.data import augment, pixels, tasks
+from tljax.data.arrays import is_unlabeled
 from tljax.data.core import few_labels, hold_out, split_target_labels, standardize
 from tljax.data.grain_stream import GrainPairStream
 from tljax.data.prefetch import Prefetcher
@@ -114,6 +115,12 @@ def build(config):
         task = dataclasses.replace(task, source=dataclasses.replace(task.source, train=few))
     target_labeled = None
     if config.data.target_labels_per_class:
+        if is_unlabeled(task.target.train):  # from_arrays: placeholder labels only
+            raise ValueError(
+                f"config.data.target_labels_per_class={config.data.target_labels_per_class} "
+                f"needs target labels, but task {task.name!r} has an unlabelled target "
+                "(tljax.data.from_arrays). Set it to 0."
+            )
         task, target_labeled = split_target_labels(
             task, config.data.target_labels_per_class, seed=config.data.data_seed
         )

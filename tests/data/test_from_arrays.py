@@ -196,3 +196,22 @@ def test_empty_split_evaluates_to_nan():
     assert logits.shape == (0, 4) and feats.shape == (0, 8) and calls == [(16, 3)]
     assert math.isnan(evaluate.accuracy(logits, np.zeros(0, np.int32)))
     assert math.isnan(evaluate.mean_class_accuracy(logits, np.zeros(0, np.int32), 4))
+
+
+def test_target_labels_per_class_needs_target_labels():
+    from tljax import loop
+    from tljax.config import base_config
+
+    xs, ys, xt = _arrays()
+    register_arrays("test/unlabelled", source=(xs, ys), target=xt)
+    c = base_config()
+    c.data.task = "test/unlabelled"
+    c.data.batch_size = 8
+    c.model.backbone = "mlp"
+    c.method.name = "source_only"
+    c.data.target_labels_per_class = 2
+    try:
+        with pytest.raises(ValueError, match=r"target_labels_per_class=2 needs target labels"):
+            loop.build(c)
+    finally:
+        tasks._REGISTERED.pop("test/unlabelled", None)
