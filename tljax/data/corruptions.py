@@ -22,9 +22,12 @@ photo files; see ``docs/corruptions.md``):
 * ``pixelate``: area (box) downsampling to ``int(side*c)`` as in the reference, then
   nearest-neighbour upsampling (PIL ``BOX`` upsampling blends pixels at block edges), so
   the result is constant over blocks.
-* ``glass_blur``: no rounding to uint8 between its steps; ``elastic_transform``'s
-  pixel-size constants scale with the image side as in the reference (``IMSIZE``);
-  ``fog``'s fractal is made at the next power of two >= the side and cropped.
+* ``glass_blur``: each pixel copies a random neighbour, as the reference does in effect
+  (its swap of NumPy views copies; see :func:`glass_blur`), with no rounding to uint8
+  between steps.
+* ``elastic_transform``'s pixel-size constants scale with the image side as the
+  reference's do with ``IMSIZE``; ``fog``'s fractal is made at the next power of two >=
+  the side and cropped.
 * No rounding to uint8 at the end, except ``jpeg_compression`` (PIL JPEG codec).
 
 Tasks: ``fashion-c/<corruption>/<severity>`` and ``digits-c/<corruption>/<severity>``
@@ -252,21 +255,26 @@ def defocus_blur(images, severity: int, rng) -> np.ndarray:
 
 
 def glass_blur(images, severity: int, rng) -> np.ndarray:
-    """Gaussian blur (std ``c[0]``), then ``c[2]`` passes that swap each pixel with a random
-    neighbour at offsets in ``[-c[1], c[1])``, scanning from the bottom right, then the
-    same blur again."""
+    """Gaussian blur (std ``c[0]``), then ``c[2]`` passes in which each pixel
+    ``(r, col)``, ``c[1] < r, col <= side - c[1]``, takes the value of the pixel at a random
+    offset in ``[-c[1], c[1])^2`` (up/left only for ``c[1] = 1``), then the same blur.
+
+    The reference means to swap the two pixels, but ``x[h, w], x[h', w'] = x[h', w'],
+    x[h, w]`` on an RGB array swaps NumPy views, which copies instead; scanning from the
+    bottom right, the source pixel is still unvisited, so each pixel gets an original
+    neighbour's value. CIFAR-10-C was made that way, and so are these (one vectorised
+    gather per pass; no rounding to uint8 between steps).
+    """
     x, (sigma, delta, passes), rng = _prepare(images, severity, rng, "glass_blur")
     n, h, w, _ = x.shape
     blur = (0, sigma, sigma, 0)
     x = ndimage.gaussian_filter(x, blur, mode="nearest", truncate=4.0)
-    idx = np.arange(n)
+    rows, cols = np.arange(delta + 1, h - delta + 1), np.arange(delta + 1, w - delta + 1)
+    idx = np.arange(n)[:, None, None]
     for _ in range(passes):
-        for r in range(h - delta, delta, -1):
-            for col in range(w - delta, delta, -1):
-                dy, dx = rng.integers(-delta, delta, size=(2, n))
-                here, there = x[idx, r, col].copy(), x[idx, r + dy, col + dx]
-                x[idx, r, col] = there
-                x[idx, r + dy, col + dx] = here
+        dy, dx = rng.integers(-delta, delta, size=(2, n, len(rows), len(cols)))
+        source = x[idx, rows[:, None] + dy, cols[None, :] + dx]
+        x[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = source
     return _out(ndimage.gaussian_filter(x, blur, mode="nearest", truncate=4.0))
 
 
