@@ -181,7 +181,9 @@ def _line_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) -
     idx = np.arange(n)[:, None, None]
     out = np.zeros_like(x)
     for i, weight in zip(steps, weights):
-        dy, dx = np.rint(i * np.sin(theta)).astype(int), np.rint(i * np.cos(theta)).astype(int)
+        # ImageMagick's rounding: ceil(v - 0.5).
+        dy = np.ceil(i * np.sin(theta) - 0.5).astype(int)
+        dx = np.ceil(i * np.cos(theta) - 0.5).astype(int)
         out += weight * x[idx, np.clip(rows + dy, 0, h - 1), np.clip(cols + dx, 0, w - 1)]
     return out
 
