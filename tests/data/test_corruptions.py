@@ -329,3 +329,18 @@ def test_tfds_config_names_exist_in_tfds():
     names = {C.tfds_config("cifar10-c", n, 1).split("/")[1][:-2] for n in C.NAMES}
     assert names == set(cifar10_corrupted.BENCHMARK_CORRUPTIONS)
     assert C.tfds_config("imagenet-c", "glass_blur", 5) == "imagenet2012_corrupted/glass_blur_5"
+
+
+def test_tfds_families_read_prepared_data():
+    import tensorflow_datasets as tfds
+
+    try:
+        with tfds.testing.mock_data(num_examples=5):
+            task = C.corrupted_task("cifar10-c/fog/2", image_size=16, max_examples=4)
+            assert task.source.train.x.shape == (4, 16, 16, 3) == task.target.test.x.shape
+            assert task.target.test.x.dtype == np.float32 and task.num_classes == 10
+            assert task.target.train is task.target.test
+            task = C.corrupted_task("imagenet-c/snow/1", image_size=8)  # variable-size photos
+            assert task.target.test.x.shape == (5, 8, 8, 3) and task.num_classes == 1000
+    finally:
+        C._build_task.cache_clear()  # no mock data left in the cache
