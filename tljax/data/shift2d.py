@@ -8,8 +8,9 @@ shift changes exactly one factor of the joint ``p(x, y)`` and keeps the other fi
   the point, a *pinwheel*: ``y = floor(K · ((atan2(x₂, x₁) + twist·|x|) mod 2π) / 2π)``
   (``K`` spiral arms that turn by ``twist`` radians per unit radius), in both domains, so
   ``p(y|x)`` is the same point mass everywhere. Source ``x ~ N(0, I)``; target
-  ``x ~ N((offset, 0), I)``. (With ``label_noise = ε`` each label is replaced with
-  probability ``ε`` by a uniform class, in both domains alike: ``p(y|x)`` stays fixed.)
+  ``x ~ N((offset, 0), I)`` (``offset = 2`` by default). (With ``label_noise = ε`` each
+  label is replaced with probability ``ε`` by a uniform class, in both domains alike:
+  ``p(y|x)`` stays fixed.)
 * **Label shift** (``p(y)`` changes, ``p(x|y)`` fixed). Class ``k`` is
   ``N(μ_k, σ² I)`` in both domains, ``μ_k = r (cos 2πk/K, sin 2πk/K)`` with ``r = 1.5``
   and ``σ = noise``. Source ``p(y)`` is uniform; target ``p(y = k) ∝ imbalance^(k/(K−1))``
@@ -61,7 +62,7 @@ DEFAULTS = dict(
     n_train=1000,
     n_test=2000,
     noise=0.6,
-    offset=1.0,
+    offset=2.0,
     twist=1.0,
     label_noise=0.0,
     imbalance=0.2,
@@ -177,7 +178,7 @@ def shift2d_task(shift: str, *, data_seed: int = 0, **options) -> Task:
       data_seed: seed of every sample, ``>= 0``; source/target train/test use the seeds
         ``[data_seed, 0..3]``.
       **options: ``num_classes`` (default 3), ``n_train`` (1000), ``n_test`` (2000) and the
-        shift's own: covariate ``offset`` (1.0), ``twist`` (1.0), ``label_noise`` (0);
+        shift's own: covariate ``offset`` (2.0), ``twist`` (1.0), ``label_noise`` (0);
         label ``noise`` (σ, 0.6), ``imbalance`` (0.2); conditional ``noise``, ``angle``
         (35°).
 

@@ -1,0 +1,40 @@
+"""Methods on the 2-D shifts of ``tljax.data.shift2d``: ``seeds_shift2d.py:<method>,<shift>``.
+
+The setting of issue 14 item 7 (``docs/seeds.md``, "Seeds that collapse on 2-D shifts"):
+an MLP 2→64→64 (plus the linear head), Adam at a constant 1e-3 (no weight decay), 32 source
++ 32 target points per step, ``STEPS`` steps; ``<shift>`` is ``covariate``, ``label`` or
+``conditional`` (``shift2d/<shift>``, 3 classes, data seed 0). Method hyperparameters are
+each method's defaults. Many seeds at once, in one vmapped program::
+
+    python -m experiments.sweep --config=configs/seeds_shift2d.py:dann,conditional \
+        --seeds=0,1,2,3,4,5,6,7,8,9 --vmap --workdir=runs/seeds_shift2d
+
+or ``tljax.multiseed.train_seeds(get_config("dann,conditional"), range(10))``.
+"""
+
+from tljax.config import base_config
+
+STEPS = 1000
+
+
+def get_config(arg: str = "dann,conditional"):
+    method, shift = arg.split(",")
+    c = base_config()
+    c.data.task = f"shift2d/{shift}"
+    c.data.batch_size = 32
+    c.model.backbone = "mlp"
+    c.model.backbone_kwargs.hidden = (64, 64)
+    c.method.name = method
+    c.optim.optimizer = "adam"
+    c.optim.schedule = "constant"
+    c.optim.lr = 1e-3
+    c.optim.weight_decay = 0.0
+    c.train.steps = STEPS
+    c.train.steps_per_call = 50
+    c.train.log_every = 250
+    c.train.eval_every = STEPS
+    c.train.checkpoint_every = STEPS
+    c.train.eval_batch_size = 2000
+    c.train.progress = False
+    c.train.tensorboard = False
+    return c

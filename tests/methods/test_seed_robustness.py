@@ -1,0 +1,59 @@
+"""No seed of DANN, DAN, MDD or CDAN collapses far below source only on a 2-D shift.
+
+Issue 14 item 7 (``docs/seeds.md``, "Seeds that collapse on 2-D shifts"): the covariate
+shift of :mod:`tljax.data.shift2d` (pinwheel labels, target moved by ``offset = 2``), an
+MLP 2→64→64, Adam 1e-3, 32 + 32 points per step (``configs/seeds_shift2d.py``), five
+training seeds vmapped in one program (:mod:`tljax.multiseed`). The adversarial heads are
+small (32 units) to keep the test fast; they keep each method's default schedule (GRL warm
+start over N = 1000 steps, DAN's ramp of the MMD term). The worst seed of each method must
+stay within ``MAX_DROP[method]`` of source only's mean target accuracy.
+"""
+
+import numpy as np
+import pytest
+
+from configs import seeds_shift2d
+from tljax import multiseed
+
+SEEDS = range(5)
+STEPS = 1000
+# How far (in accuracy) the worst seed may fall below source only's mean. Measured with
+# this test (5 seeds, 1000 steps, 2 CPU cores): DANN 0.010, MDD 0.006, CDAN 0.006 below;
+# DAN 0.115 (0.227 without its warm-start ramp, every seed: DAN's alignment bias under a
+# covariate shift, not seed instability; see tljax/methods/dan.py). Bounds: about 4x the
+# adversarial methods' drop, and DAN's drop plus a margin that still fails the old DAN.
+MAX_DROP = {"dann": 0.04, "mdd": 0.04, "cdan": 0.04, "dan": 0.17}
+HEADS = {
+    "dann": {"hidden": (32,)},
+    "cdan": {"hidden": (32,)},
+    "mdd": {"width": 32},
+    "dan": {},
+}
+
+
+def _target_accs(method):
+    c = seeds_shift2d.get_config(f"{method},covariate")
+    c.train.steps = STEPS
+    c.train.eval_every = STEPS
+    c.train.checkpoint_every = STEPS
+    c.train.log_every = STEPS
+    for k, v in HEADS.get(method, {}).items():
+        c.method.hparams[k] = v
+    return np.array([r["target_test_acc"] for r in multiseed.train_seeds(c, SEEDS)])
+
+
+@pytest.fixture(scope="module")
+def source_only():
+    return _target_accs("source_only")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dann", "dan", "mdd", "cdan"])
+def test_worst_seed_stays_near_source_only(method, source_only):
+    accs = _target_accs(method)
+    drop = source_only.mean() - accs.min()
+    assert drop <= MAX_DROP[method], (
+        f"{method}: worst of {len(accs)} seeds {accs.min():.3f} is {drop:.3f} below source "
+        f"only's mean {source_only.mean():.3f} (per seed: {np.round(accs, 3).tolist()}; "
+        f"source only: {np.round(source_only, 3).tolist()})"
+    )
