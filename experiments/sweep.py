@@ -162,13 +162,10 @@ def set_value(config, key: str, value, item: str = "") -> None:
         config_lib.switch_method(config, value, source=where)
         return
     if key.startswith("method.hparams."):
-        name = key[len("method.hparams.") :]
-        config_lib.check_method_hparam(config.method.name, name, source=where)
-        hp = config.method.hparams
-        with hp.unlocked():
-            if name in hp:
-                del hp[name]  # the type may change (a None default set to a tuple)
-            hp[name] = value
+        # As experiments.run's --config.method.hparams.X (the text a --parallel run gets):
+        # checked against the method, parsed as the type of its value or default.
+        text = value if isinstance(value, str) else repr(value)
+        config_lib.set_method_hparam(config, key[len("method.hparams.") :], text, source=where)
         return
     node, done = config, []
     for p in key.split("."):

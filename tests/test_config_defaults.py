@@ -111,6 +111,8 @@ def test_sweep_overrides_any_hparam_and_method_name(tmp_path):
     assert c.method.name == "dan" and c.method.hparams.to_dict() == {"kernel_mul": 3.0}
     with pytest.raises(ConfigError, match="no hyperparameter 'grl_alph'.*'grl_alpha'.*Valid"):
         sweep.make_config(spec[0], ["method.hparams.grl_alph=1.0"])
+    with pytest.raises(ConfigError, match="Bad value in method.hparams.grl_lo=x: could"):
+        sweep.make_config(spec[0], ["method.hparams.grl_lo=x"])  # a float
     with pytest.raises(ConfigError, match="Did you mean 'optim.lr'.*Keys of optim"):
         sweep.make_config(spec[0], ["optim.lrr=0.1"])
     with pytest.raises(ConfigError, match="Bad value in override 'optim.lr=abc'"):
