@@ -13,6 +13,26 @@ The discriminator (TLlib: ``feature → 1024 → 1024 → 1`` with BatchNorm and
 source and target features in one batch; the loss is ½(BCE_source + BCE_target) with
 source labelled 1 and target 0 (TLlib's ``DomainAdversarialLoss``). The reported
 ``domain_acc`` is the discriminator's accuracy on that batch (0.5 = domains confused).
+
+**Keep the warm start (issue 14 item 7; ``docs/seeds.md``, "Seeds that collapse on 2-D
+shifts").** Seeds collapse when a small discriminator meets full reversal from the first
+steps. On ``shift2d/covariate`` (``configs/seeds_shift2d.py``: MLP 2→64→64, Adam 1e-3,
+32+32 per step, 2000 steps, discriminator ``(32,)``, 10 seeds), target accuracy against
+source only's mean of 94.8 (offset 2) / 84.2 (offset 3):
+
+* default warm start (N = 1000): worst seed 92.8 / 83.2, no collapse;
+* constant GRL (``grl_lo = grl_hi = 1``): 2 of 10 seeds at 85.8 / 6 of 10 at 26.6–79.9;
+* fast warm start (N = 250, as ``configs/moons_common.py``): 94.1 / 4 of 10 at 21.6–71.0.
+
+The collapsed runs oscillate: the target accuracy of one seed went 0.84 → 0.82 → 0.22
+between steps 1000 and 2000 while its source loss kept falling; the domains stay
+separable (domain loss ~0.2, not ln 2), and the feature moves that fool the discriminator
+relabel the target region, which has no labels to hold it. A discriminator that keeps up
+stabilises the game (two time-scales): the same N = 250 runs with the discriminator's lr
+×10 (``optim.freeze = (("^method/", 10.0), ("^.*$", 1.0))``) had no collapse (worst 83.6
+at offset 3); with ×0.1, 4 of 10 ended at 33.6–63.2. The defaults (warm start over
+N = 1000, a 1024-1024 BatchNorm discriminator) did not collapse, so they stay as they are;
+with a constant or fast GRL, use a wide discriminator or a faster one.
 """
 
 from __future__ import annotations
