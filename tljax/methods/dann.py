@@ -21,7 +21,7 @@ steps. On ``shift2d/covariate`` (``configs/seeds_shift2d.py``: MLP 2→64→64, 
 source only's mean of 94.8 (offset 2) / 84.2 (offset 3):
 
 * default warm start (N = 1000): worst seed 92.8 / 83.2, no collapse;
-* constant GRL (``grl_lo = grl_hi = 1``): 2 of 10 seeds at 85.8 / 6 of 10 at 26.6–79.9;
+* constant GRL (``grl_lo = grl_hi = 1``): 2 of 10 seeds at 85.8 / 7 of 10 at 26.6–79.9;
 * fast warm start (N = 250, as ``configs/moons_common.py``): 94.1 / 4 of 10 at 21.6–71.0.
 
 The collapsed runs oscillate: the target accuracy of one seed went 0.84 → 0.82 → 0.22
