@@ -12,7 +12,7 @@ Methods (:mod:`tljax.adaptation`): ``source`` (none), ``bn_adapt``, ``tent``, ``
 ``shot_im``. Writes ``metrics.jsonl`` (one ``kind="adapt"`` row per batch), ``adapt.json``
 and ``results.json`` (``online_acc``: accuracy of every prediction along the stream;
 ``source_acc``: the unadapted model on the same examples) to ``--out`` (default
-``RUN/adapt/<method>_<episodic|online>``) and prints the summary. See ``docs/tta.md``.
+``RUN/adapt/<task>_<method>_<episodic|online>``) and prints the summary. See ``docs/tta.md``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from functools import partial
@@ -294,7 +295,8 @@ def adapt_run(
       workdir: a trained run (``config.json`` and ``checkpoints/``).
       method_name: a name of :func:`tljax.adaptation.names`.
       task: the task whose target domain is the stream (default: the run's task).
-      out: output directory (default ``<workdir>/adapt/<method>_<mode>``).
+      out: output directory (default ``<workdir>/adapt/<task>_<method>_<mode>``, the task
+        name with ``/`` and ``->`` replaced by ``_``).
       split: target split streamed (``"test"``).
       hparams: the method's hyperparameters.
       **stream_kwargs: :func:`adapt_stream`'s options.
@@ -310,7 +312,8 @@ def adapt_run(
     ctx, x, y, config = load_context(workdir, task, split)
     method = adaptation.get(method_name, ctx, **(hparams or {}))
     mode = "episodic" if stream_kwargs.get("episodic") else "online"
-    out = out or os.path.join(workdir, "adapt", f"{method_name}_{mode}")
+    task_tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", task or config.data.task)
+    out = out or os.path.join(workdir, "adapt", f"{task_tag}_{method_name}_{mode}")
     os.makedirs(out, exist_ok=True)
     args = dict(
         workdir=os.path.abspath(workdir),
