@@ -9,11 +9,16 @@ start over N = 1000 steps, DAN's ramp of the MMD term). The worst seed of each m
 stay within ``MAX_DROP[method]`` of source only's mean target accuracy.
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import seeds_shift2d
 from tljax import multiseed
+from tljax.losses.mmd import mk_mmd
+from tljax.methods import dan
+from tljax.methods.base import Outputs
 
 SEEDS = range(5)
 STEPS = 1000
@@ -49,3 +54,15 @@ def test_worst_seed_stays_near_source_only(method, source_only):
         f"only's mean {source_only.mean():.3f} (per seed: {np.round(accs, 3).tolist()}; "
         f"source only: {np.round(source_only, 3).tolist()})"
     )
+
+
+def test_dan_ramps_its_mmd_term_like_the_grl():
+    fs, ft = jax.random.normal(jax.random.key(0), (2, 8, 4))
+    src, tgt = Outputs(None, fs, {}), Outputs(None, ft + 1.0, {})
+    mmd = float(mk_mmd(fs, ft + 1.0, linear=True))
+    loss = lambda m, step: float(m.loss(None, src=src, tgt=tgt, rng=None, step=step)[0])
+    ramped, tllib = dan.make(), dan.make(ramp_max_iters=0.0)
+    assert loss(ramped, 0) == 0.0
+    assert loss(ramped, 1000) == pytest.approx(float(jnp.tanh(0.5)) * mmd, rel=1e-5)
+    assert loss(tllib, 0) == pytest.approx(mmd, rel=1e-6)
+    assert ramped.hparams["ramp_max_iters"] == 1000.0
