@@ -224,3 +224,51 @@ def test_methods_that_need_batch_norm_refuse_a_model_without_it():
         adaptation.get("bn_adapt", plain)
     adaptation.get("t3a", plain)  # needs no BatchNorm
     adaptation.get("shot_im", plain)
+
+
+def _np_obtain_label(feats, logits):
+    """SHOT's obtain_label (image_target.py; distance='cosine', threshold=0) in NumPy."""
+    from scipy.spatial.distance import cdist
+
+    all_fea = np.concatenate([feats, np.ones((len(feats), 1))], axis=1)
+    all_fea = (all_fea.T / np.linalg.norm(all_fea, axis=1)).T
+    aff = _np_softmax(logits)
+    k = aff.shape[1]
+    initc = aff.T @ all_fea / (1e-8 + aff.sum(axis=0)[:, None])
+    cls_count = np.eye(k)[aff.argmax(1)].sum(axis=0)
+    labelset = np.where(cls_count > 0)[0]
+    pred = labelset[cdist(all_fea, initc[labelset], "cosine").argmin(axis=1)]
+    for _ in range(1):
+        aff = np.eye(k)[pred]
+        initc = aff.T @ all_fea / (1e-8 + aff.sum(axis=0)[:, None])
+        pred = labelset[cdist(all_fea, initc[labelset], "cosine").argmin(axis=1)]
+    return pred
+
+
+def test_shot_cluster_labels_vs_numpy():
+    rng = np.random.default_rng(3)
+    for trial in range(5):
+        # Four noisy clusters of features, noisy logits (no cluster ends up empty: the
+        # reference's cdist then gives NaN distances, see shot.cluster_labels).
+        centers = rng.normal(size=(4, 6)) * 2
+        lab = rng.integers(0, 4, 40)
+        feats = centers[lab] + rng.normal(size=(40, 6))
+        logits = rng.normal(size=(40, 4)) + 1.0 * np.eye(4)[lab]
+        got = np.asarray(shot.cluster_labels(jnp.asarray(feats), jnp.asarray(logits)))
+        np.testing.assert_array_equal(got, _np_obtain_label(feats, logits), err_msg=str(trial))
+
+
+def test_shot_adds_the_pseudo_label_term(ctx, stream):
+    x = jnp.asarray(stream[0][:16])
+    full = adaptation.get("shot", ctx, lr=1e-2)
+    state, logits, metrics = jax.jit(full.update)(full.init(), x)
+    feats = base.forward(ctx, ctx.params, ctx.rest, x, batch_stats=True)[1]["features"]
+    labels = np.asarray(shot.cluster_labels(feats, logits))
+    p = _np_softmax(logits)
+    ce = -np.mean(np.log(p[np.arange(16), labels]))
+    im, _ = shot.im_loss(logits)
+    np.testing.assert_allclose(float(metrics["pseudo_ce"]), ce, rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["loss"]), float(im) + 0.3 * ce, rtol=1e-4)
+    assert full.name == "shot" and full.hparams["beta"] == 0.3
+    head = _flat(state.params)["model/head/kernel"]
+    assert head.tobytes() == _flat(ctx.params)["model/head/kernel"].tobytes()

@@ -6,7 +6,7 @@ calls its ``make(ctx, **hparams)``, which returns a :class:`~tljax.adaptation.ba
 Add one with :func:`register`.
 
 Built in: ``source`` (no adaptation), ``bn_adapt`` (test-batch BatchNorm statistics),
-``tent``, ``t3a``, ``shot_im``.
+``tent``, ``t3a``, ``shot_im``, ``shot`` (SHOT-IM + per-batch clustering pseudo-labels).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ _BUILTIN = {
     "tent": "tljax.adaptation.tent",
     "t3a": "tljax.adaptation.t3a",
     "shot_im": "tljax.adaptation.shot",
+    "shot": "tljax.adaptation.shot:make_shot",
 }
 _REGISTERED: dict[str, Callable] = {}
 
@@ -52,7 +53,8 @@ def get(name: str, ctx: Context, **hparams) -> TTAMethod:
     if name in _REGISTERED:
         make = _REGISTERED[name]
     elif name in _BUILTIN:
-        make = importlib.import_module(_BUILTIN[name]).make
+        module, _, attr = _BUILTIN[name].partition(":")
+        make = getattr(importlib.import_module(module), attr or "make")
     else:
         raise unknown_name_error("test-time adaptation method", name, names())
     try:
