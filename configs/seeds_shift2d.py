@@ -6,7 +6,8 @@ an MLP 2→64→64 (plus the linear head), Adam at a constant 1e-3 (no weight de
 ``conditional`` (``shift2d/<shift>``, 3 classes, data seed 0). Method hyperparameters are
 each method's defaults except the adversarial heads, kept small for speed: DANN's and
 CDAN's discriminator ``(32,)``, MDD's adversarial head 32 wide (the defaults, 1024 wide,
-take ~25x longer here; they did not collapse either). All 1000 source train points train
+take ~25x longer here; they did not collapse either), and DAN's MMD term ramped in over
+N = 1000 steps like the GRL (``ramp_max_iters``, off by default). All 1000 source train points train
 (no hold-out), so the command line and Python give the same numbers. Many seeds at once,
 in one vmapped program::
 
@@ -36,6 +37,8 @@ def get_config(arg: str = "dann,conditional"):
         c.method.hparams.hidden = (32,)
     if method == "mdd":
         c.method.hparams.width = 32
+    if method == "dan":  # ramp the MMD term in like the GRL (tljax/methods/dan.py)
+        c.method.hparams.ramp_max_iters = 1000.0
     c.optim.optimizer = "adam"
     c.optim.schedule = "constant"
     c.optim.lr = 1e-3
