@@ -8,7 +8,8 @@ tasks x methods x {episodic, online}, online accuracy averaged over the runs.
 
 Each run adapts with the stream seed of its position in ``--workdirs`` (0, 1, ...); a
 method is ``name`` (its default hyperparameters, :mod:`tljax.adaptation`) or
-``name:k=v;k=v`` (those hyperparameters changed). Prints a markdown
+``name:k=v;k=v`` (those hyperparameters changed; the keys ``predict`` and
+``steps_per_batch`` are options of the stream, :func:`tljax.adapt.adapt_stream`). Prints a markdown
 table (mean ± standard deviation, ddof=0, of the online accuracy in %).
 """
 
@@ -22,6 +23,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 MODES = (("online", False), ("episodic", True))
+STREAM_KEYS = ("predict", "steps_per_batch")
 
 
 def define_flags() -> None:
@@ -53,10 +55,11 @@ def measure(workdirs, tasks, methods, *, batch_size: int = 64) -> dict:
             ctx, x, y, _ = load_context(workdir, task)
             for name in methods:
                 base, hparams = parse_method(name)
+                stream = {k: hparams.pop(k) for k in STREAM_KEYS if k in hparams}
                 method = adaptation.get(base, ctx, **hparams)
                 for mode, episodic in MODES:
                     res = adapt_stream(
-                        method, x, y, batch_size=batch_size, episodic=episodic, seed=seed
+                        method, x, y, batch_size=batch_size, episodic=episodic, seed=seed, **stream
                     )
                     acc = res.summary["online_acc"]
                     out.setdefault(task, {}).setdefault(name, {}).setdefault(mode, []).append(acc)
