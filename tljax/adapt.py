@@ -192,7 +192,8 @@ def adapt_stream(
     )
     if y is not None:
         summary["online_acc"] = correct / seen
-    compilations = step._cache_size()
+    # jax.jit's cache: one entry per compiled input signature (-1 where JAX lacks it).
+    compilations = getattr(step, "_cache_size", lambda: -1)()
     return StreamResult(
         summary, rows, np.concatenate(all_logits), order[:stop], state, compilations
     )
@@ -203,7 +204,8 @@ def adapt_stream(
 
 
 def target_inputs(config, task_name: str, split: str = "test"):
-    """``(x, y, to_float, num_classes)``: the ``split`` of ``task_name``'s target domain,
+    """``(x, y, to_float, num_classes)``: the ``split`` of ``task_name``'s target domain
+    (``y`` is ``None`` for an unlabelled target),
     prepared as the run's own inputs were (float inputs standardised on the host with the
     statistics of the run's source train split; uint8 pixels kept and converted in the
     step by ``to_float``).
@@ -212,6 +214,7 @@ def target_inputs(config, task_name: str, split: str = "test"):
       ValueError: an unknown split.
     """
     from tljax.data import pixels, tasks
+    from tljax.data.arrays import is_unlabeled
     from tljax.data.core import standardize
 
     if split not in ("train", "test"):
@@ -221,7 +224,8 @@ def target_inputs(config, task_name: str, split: str = "test"):
     common = dict(data_seed=config.data.data_seed, image_size=config.data.image_size)
     task = tasks.get_task(task_name, **common, **(own_kwargs if same else {}))
     data = getattr(task.target, split)
-    x, y = data.x, np.asarray(data.y)
+    # An unlabelled target (tljax.data.from_arrays) has placeholder labels: none to score.
+    x, y = data.x, (None if is_unlabeled(data) else np.asarray(data.y))
     to_float = lambda a: a  # noqa: E731
     if config.data.standardize or pixels.is_uint8(x):
         own = task if same else tasks.get_task(config.data.task, **common, **own_kwargs)
@@ -339,7 +343,12 @@ def adapt_run(
             for i in range(0, len(x), 256)
         ]
     )
-    summary["source_acc"] = evaluate.accuracy(src_logits[res.order], np.asarray(y)[res.order])
+    if y is not None:
+        summary["source_acc"] = evaluate.accuracy(src_logits[res.order], y[res.order])
+    else:
+        p = np.exp(src_logits - src_logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        summary["source_mean_entropy"] = float(-np.sum(p * np.log(p + 1e-30), 1).mean())
     atomic_write(os.path.join(out, "results.json"), json.dumps(summary, indent=2) + "\n")
     return summary
 

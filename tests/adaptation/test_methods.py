@@ -33,6 +33,17 @@ def _flat(tree):
     return {optim.path_str(p): host(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+_FORWARD: dict = {}
+
+
+def _forward(ctx, x, batch_stats):
+    """The model's forward pass, jitted once per (context, BN mode)."""
+    key = (id(ctx), batch_stats)
+    if key not in _FORWARD:
+        _FORWARD[key] = jax.jit(lambda p, r, x: base.forward(ctx, p, r, x, batch_stats=batch_stats))
+    return _FORWARD[key](ctx.params, ctx.rest, x)
+
+
 def test_im_loss_vs_numpy():
     z = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32) * 2
     p = _np_softmax(z)
@@ -65,7 +76,7 @@ def test_tent_loss_is_the_mean_entropy_and_updates_only_bn_affine(ctx, stream):
             assert before[k].tobytes() == after[k].tobytes(), k
     assert sorted(m.hparams["trained"]) == sorted(bn_affine)
     # The predictions are the forward pass with batch statistics, before the update.
-    ref = base.forward(ctx, ctx.params, ctx.rest, x, batch_stats=True)[0]
+    ref = _forward(ctx, x, True)[0]
     np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-6)
     # Running statistics are not touched.
     for k, v in _flat(ctx.rest).items():
@@ -74,8 +85,9 @@ def test_tent_loss_is_the_mean_entropy_and_updates_only_bn_affine(ctx, stream):
     m2 = adaptation.get("tent", ctx, lr=5e-2)
     s = m2.init()
     losses = []
+    update = jax.jit(m2.update)
     for _ in range(5):
-        s, _, mm = jax.jit(m2.update)(s, x, jax.random.key(0))
+        s, _, mm = update(s, x, jax.random.key(0))
         losses.append(float(mm["loss"]))
     assert losses[-1] < losses[0]
 
@@ -91,7 +103,7 @@ def test_tent_sgd_step_matches_a_hand_gradient_step(ctx, stream):
         p = jax.nn.softmax(z)
         return -jnp.mean(jnp.sum(p * jnp.log(p), -1))
 
-    g = _flat(jax.grad(loss)(ctx.params))
+    g = _flat(jax.jit(jax.grad(loss))(ctx.params))
     p0, p1 = _flat(ctx.params), _flat(state.params)
     for k in m.hparams["trained"]:
         np.testing.assert_allclose(p1[k], p0[k] - 0.1 * g[k], rtol=1e-4, atol=1e-6)
@@ -116,9 +128,9 @@ def test_bn_adapt_is_adabn_on_the_batch(ctx, stream):
     m = adaptation.get("bn_adapt", ctx)
     _, logits, _ = m.update(m.init(), jnp.asarray(x))
     rest = adapt_batch_norm(ctx.graphs, ctx.params, ctx.rest, x, batch_size=len(x))
-    ref, _ = make_eval_step(ctx.graphs)(ctx.params, rest, jnp.asarray(x))
+    ref, _ = jax.jit(make_eval_step(ctx.graphs))(ctx.params, rest, jnp.asarray(x))
     np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5)
-    src, _ = make_eval_step(ctx.graphs)(ctx.params, ctx.rest, jnp.asarray(x))
+    src, _ = jax.jit(make_eval_step(ctx.graphs))(ctx.params, ctx.rest, jnp.asarray(x))
     assert not np.allclose(logits, src, atol=1e-3)
     # The first BatchNorm normalises with the batch's own moments: check it in NumPy.
     from flax import nnx
@@ -177,7 +189,7 @@ def test_t3a_matches_domainbed_loop(ctx, stream, filter_k):
         xb = jnp.asarray(x[i * 10 : (i + 1) * 10])
         zs.append(
             np.asarray(
-                base.forward(ctx, ctx.params, ctx.rest, xb, batch_stats=False)[1]["features"],
+                _forward(ctx, xb, False)[1]["features"],
                 np.float64,
             )
         )
@@ -262,7 +274,7 @@ def test_shot_adds_the_pseudo_label_term(ctx, stream):
     x = jnp.asarray(stream[0][:16])
     full = adaptation.get("shot", ctx, lr=1e-2)
     state, logits, metrics = jax.jit(full.update)(full.init(), x)
-    feats = base.forward(ctx, ctx.params, ctx.rest, x, batch_stats=True)[1]["features"]
+    feats = _forward(ctx, x, True)[1]["features"]
     labels = np.asarray(shot.cluster_labels(feats, logits))
     p = _np_softmax(logits)
     ce = -np.mean(np.log(p[np.arange(16), labels]))
