@@ -83,7 +83,10 @@ def test_steps_per_batch(ctx, data):
     s3 = adapt_stream(tent, x, batch_size=16, steps_per_batch=3)
     assert int(s3.state.step) == 3
     t3a = adaptation.get("t3a", ctx)
-    assert int(adapt_stream(t3a, x, batch_size=16, steps_per_batch=3).state.step) == 1
+    res = adapt_stream(t3a, x, batch_size=16, steps_per_batch=3)  # no labels
+    assert int(res.state.step) == 1 and res.summary["steps_per_batch"] == 1
+    assert "online_acc" not in res.summary and "acc" not in res.rows[0]
+    assert res.summary["mean_entropy"] == pytest.approx(res.rows[0]["entropy"])
     with pytest.raises(ValueError, match="steps_per_batch must be >= 1"):
         make_adapt_step(tent, steps_per_batch=0)
     with pytest.raises(ValueError, match="Unknown predict"):
