@@ -140,6 +140,8 @@ def mk_mmd(
     num_kernels: int = 5,
     linear: bool = False,
     unbiased: bool = True,
+    source_weights: jax.Array | None = None,
+    target_weights: jax.Array | None = None,
 ) -> jax.Array:
     """Multi-kernel MMD² between a source and a target batch (DAN, Long et al., ICML 2015).
 
@@ -168,6 +170,8 @@ def mk_mmd(
       num_kernels: number of Gaussian kernels.
       linear: use the linear-time estimator.
       unbiased: for the quadratic estimator, drop the ``i = j`` terms of the within-domain sums.
+      source_weights, target_weights: optional per-example weights ``(n,)`` of either batch
+        (see :func:`jmmd`); ``None`` (default) is the unweighted estimator, bit for bit.
 
     Returns:
       A scalar.
@@ -177,7 +181,14 @@ def mk_mmd(
         argument is invalid.
     """
     return jmmd(
-        [x], [y], kernel_mul=kernel_mul, num_kernels=num_kernels, linear=linear, unbiased=unbiased
+        [x],
+        [y],
+        kernel_mul=kernel_mul,
+        num_kernels=num_kernels,
+        linear=linear,
+        unbiased=unbiased,
+        source_weights=source_weights,
+        target_weights=target_weights,
     )
 
 
@@ -190,6 +201,8 @@ def jmmd(
     sigmas: Sequence[float | None] | None = None,
     linear: bool = False,
     unbiased: bool = True,
+    source_weights: jax.Array | None = None,
+    target_weights: jax.Array | None = None,
 ) -> jax.Array:
     """Joint MMD² over several layers (JAN, Long et al., ICML 2017).
 
@@ -211,6 +224,14 @@ def jmmd(
         kernel ``exp(−d²/(2σ²))``. ``None`` means every layer uses the family.
       linear: use TLlib's linear-time estimator.
       unbiased: for the quadratic estimator, drop the ``i = j`` within-domain terms.
+      source_weights, target_weights: optional non-negative per-example weights ``(n,)``
+        (e.g. PADA's class weights of the source labels). Each is normalised to sum to one,
+        ``ŵ = w / Σw``, giving the weighted mean embeddings ``Σ ŵ_i φ(z_i)`` (a missing one
+        is uniform): biased ``Σ_ij ŵs_i ŵs_j k(s_i,s_j) + Σ_ij ŵt_i ŵt_j k(t_i,t_j) −
+        2 Σ_ij ŵs_i ŵt_j k(s_i,t_j)``; unbiased, each within-domain sum over ``i ≠ j``
+        divided by ``1 − Σ ŵ_i²`` (with uniform weights both are exactly the unweighted
+        estimators). Quadratic estimator only. ``None`` for both (default) runs the
+        unweighted code unchanged.
 
     Returns:
       A scalar.
@@ -250,4 +271,33 @@ def jmmd(
         else:
             k = _kernel(_pairwise_sq_dists(z), z, kernel_mul, num_kernels, sigma)
         joint = k if joint is None else joint * k
-    return _estimate(joint, n, linear, unbiased)
+    if source_weights is None and target_weights is None:
+        return _estimate(joint, n, linear, unbiased)
+    if linear:
+        raise ValueError("jmmd: per-example weights need the quadratic estimator (linear=False).")
+    ws = _normalised_weights(source_weights, n, "source_weights")
+    wt = _normalised_weights(target_weights, n, "target_weights")
+    return _weighted_estimate(joint, ws, wt, unbiased)
+
+
+def _normalised_weights(w, n: int, what: str) -> jax.Array:
+    if w is None:
+        return jnp.full((n,), 1.0 / n, jnp.float32)
+    w = jnp.asarray(w, jnp.float32)
+    if w.shape != (n,):
+        raise ValueError(f"jmmd: {what} must have shape ({n},), got {w.shape}.")
+    return w / jnp.maximum(jnp.sum(w), 1e-12)
+
+
+def _weighted_estimate(kernel: jax.Array, ws: jax.Array, wt: jax.Array, unbiased: bool):
+    n = ws.shape[0]
+    k_ss, k_tt, k_st = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]
+
+    def within(k, w):
+        total = w @ k @ w
+        if not unbiased:
+            return total
+        diag = jnp.sum(w * w * jnp.diagonal(k))
+        return (total - diag) / jnp.maximum(1.0 - jnp.sum(w * w), 1e-12)
+
+    return within(k_ss, ws) + within(k_tt, wt) - 2.0 * (ws @ k_st @ wt)
