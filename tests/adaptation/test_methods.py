@@ -284,3 +284,21 @@ def test_shot_adds_the_pseudo_label_term(ctx, stream):
     assert full.name == "shot" and full.hparams["beta"] == 0.3
     head = _flat(state.params)["model/head/kernel"]
     assert head.tobytes() == _flat(ctx.params)["model/head/kernel"].tobytes()
+
+
+def test_uint8_inputs_are_converted_in_the_step(ctx):
+    """A context's to_float (uint8 pixels -> standardised floats) runs inside the step, so
+    uint8 and host-converted float streams give the same predictions."""
+    from functools import partial
+
+    from tljax.data import pixels
+
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 256, (12, 8, 8, 2)).astype(np.uint8)
+    mean, std = np.array([0.4, 0.5], np.float32), np.array([0.2, 0.3], np.float32)
+    c8 = ctx._replace(to_float=partial(pixels.to_float, mean=mean, std=std))
+    xf = (raw.astype(np.float32) * pixels.SCALE - mean) / std
+    m8, mf = adaptation.get("bn_adapt", c8), adaptation.get("bn_adapt", ctx)
+    l8 = jax.jit(m8.update)(m8.init(), jnp.asarray(raw))[1]
+    lf = jax.jit(mf.update)(mf.init(), jnp.asarray(xf))[1]
+    np.testing.assert_allclose(l8, lf, rtol=1e-5, atol=1e-5)
