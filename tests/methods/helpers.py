@@ -28,6 +28,7 @@ SMOKE_HPARAMS = {
     "adda": dict(pretrain_steps=2, hidden=(16,)),
     "self_training": dict(threshold=0.0),
     "lwf": dict(old_head_from="<pretrained run>"),  # only to build it (tests/inductive)
+    "pada": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
 }
 BASELINE = "source_only"  # ERM: the reference of every domain-adaptation test
 
