@@ -27,6 +27,14 @@ def _blocks(tag: str) -> dict[str, str]:
     return out
 
 
+def _tljax_run() -> list[str]:
+    """The installed ``tljax run`` (pip puts it beside this Python), else its module form."""
+    tljax = os.path.join(os.path.dirname(sys.executable), "tljax")
+    if os.access(tljax, os.X_OK):
+        return [tljax, "run"]
+    return [sys.executable, "-m", "experiments.run"]
+
+
 def _env(*paths) -> dict:
     extra = [ROOT, *paths, os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(p for p in extra if p))
@@ -104,13 +112,7 @@ def test_plugin_package_installs_and_runs_through_the_cli(tmp_path):
     )
     assert list(site.glob("tljax_example_plugin-*.dist-info"))
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.run",
-            "--config=plugin_config.py",
-            "--workdir=runs/plugin",
-        ],  # fmt: skip
+        [*_tljax_run(), "--config=plugin_config.py", "--workdir=runs/plugin"],
         cwd=tmp_path,
         env=_env(str(site)),
         capture_output=True,
