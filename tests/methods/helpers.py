@@ -68,6 +68,9 @@ def _ships_with_tljax(name: str) -> bool:
 # Every domain-adaptation method tljax ships, found through the registry (a new module in
 # tljax/methods is picked up without editing a list).
 ALL_METHODS = [m for m in methods.names() if _ships_with_tljax(m) and _domain_adaptation(m)]
+# Methods for label-set mismatch (partial / open-set tasks, tljax.data.label_sets): in
+# ALL_METHODS (shared smoke tests), not in the closed-set benchmark suite (configs/suite.py).
+LABEL_SET_METHODS = ("pada", "osbp")
 
 
 def random_batch(n=8, shape=(8, 8, 3), num_classes=4, seed=0, shift=0.5):
