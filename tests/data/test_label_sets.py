@@ -29,6 +29,10 @@ def test_partial_keeps_a_seeded_subset_in_the_target():
     assert other.source_classes[:5] != t.source_classes[:5]
     first = get_task(f"partial/{BASE}", label_seed=None, shared=3)
     assert first.source_classes[:3] == (0, 1, 2)
+    three = get_task(f"partial/{BASE}", shared=3, label_seed=2)
+    assert len(set(three.target.test.y.tolist())) == 3
+    assert three.source_classes[:3] == tuple(sorted(three.source_classes[:3]))
+    assert three.source_classes[:3] != (0, 1, 2)
 
 
 def test_open_set_maps_the_rest_to_unknown():

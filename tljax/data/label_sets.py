@@ -241,9 +241,11 @@ def _classes(
         "universal": (max(1, (num_classes * 2) // 5), (num_classes * 3) // 10, None),
     }[setting]
     order = all_classes
-    if setting == "partial" and shared is None and label_seed is not None:
+    count = isinstance(shared, (int, np.integer)) and not isinstance(shared, bool)
+    if setting == "partial" and (shared is None or count) and label_seed is not None:
+        k = defaults[0] if shared is None else min(int(shared), num_classes)
         rng = np.random.default_rng([int(label_seed), 7])
-        order = sorted(rng.permutation(num_classes)[: defaults[0]].tolist())
+        order = sorted(rng.permutation(num_classes)[:k].tolist())
         order += [c for c in all_classes if c not in order]
     s = take(shared, defaults[0], order)
     rest = [c for c in order if c not in s]
