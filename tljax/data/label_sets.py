@@ -2,7 +2,7 @@
 
 Any registered task (``digits->digits_m``, ``fashion->fashion_m``, benchmark pairs such as
 ``office31/amazon->office31/webcam``, ...) gets three families of names, resolved on
-demand (:func:`tljax.data.tasks.register_resolver`, done when this module is imported):
+demand (a resolver that :mod:`tljax.data.tasks` lists and imports on first use):
 
 * ``"partial/<task>"``: the target keeps only ``shared`` classes (seeded draw of
   ``shared`` classes with ``label_seed``, or the published list for Office-31 / Office-Home);
@@ -358,5 +358,5 @@ _DESCRIPTION = (
     "'<partial|open_set|universal>/<task>' for a label-set variant of any task "
     "(tljax.data.label_sets)"
 )
-if not any(r is resolve for r, _ in _tasks._RESOLVERS):
-    _tasks.register_resolver(resolve, _DESCRIPTION)
+# tljax.data.tasks lists "tljax.data.label_sets:resolve" among its resolvers (imported on
+# first use), so these names work without importing this module first.
