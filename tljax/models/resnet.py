@@ -257,80 +257,44 @@ def _call_block(block: nnx.Module, x: jax.Array) -> jax.Array:
     return block(x)
 
 
-def _build(arch: str, input_shape, rngs: nnx.Rngs, num_classes, small_input, remat, bn_unb):
-    if len(tuple(input_shape)) != 3:
-        raise ValueError(
-            f"{arch} needs input_shape (height, width, channels), got {tuple(input_shape)}."
+def _factory(arch: str, feature_dim: int):
+    """The registry's factory for ``arch`` (one signature for every depth)."""
+
+    def factory(
+        input_shape,
+        *,
+        rngs: nnx.Rngs,
+        num_classes=None,
+        small_input=False,
+        remat="none",
+        bn_unbiased_running_var=False,
+    ) -> ResNet:
+        if len(tuple(input_shape)) != 3:
+            raise ValueError(
+                f"{arch} needs input_shape (height, width, channels), got {tuple(input_shape)}."
+            )
+        return ResNet(
+            arch,
+            in_channels=int(input_shape[-1]),
+            num_classes=num_classes,
+            small_input=small_input,
+            remat=remat,
+            bn_unbiased_running_var=bn_unbiased_running_var,
+            rngs=rngs,
         )
-    return ResNet(
-        arch,
-        in_channels=int(input_shape[-1]),
-        num_classes=num_classes,
-        small_input=small_input,
-        remat=remat,
-        bn_unbiased_running_var=bn_unb,
-        rngs=rngs,
+
+    factory.__name__ = factory.__qualname__ = arch
+    factory.__doc__ = (
+        f"{arch} ({feature_dim}-d features); the factory used by the model registry "
+        "(keyword arguments as :class:`ResNet`'s)."
     )
+    return factory
 
 
-def resnet18(
-    input_shape,
-    *,
-    rngs: nnx.Rngs,
-    num_classes=None,
-    small_input=False,
-    remat="none",
-    bn_unbiased_running_var=False,
-) -> ResNet:
-    """ResNet-18 (512-d features); factory used by the model registry."""
-    return _build(
-        "resnet18", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
-    )
-
-
-def resnet34(
-    input_shape,
-    *,
-    rngs: nnx.Rngs,
-    num_classes=None,
-    small_input=False,
-    remat="none",
-    bn_unbiased_running_var=False,
-) -> ResNet:
-    """ResNet-34 (512-d features); factory used by the model registry."""
-    return _build(
-        "resnet34", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
-    )
-
-
-def resnet50(
-    input_shape,
-    *,
-    rngs: nnx.Rngs,
-    num_classes=None,
-    small_input=False,
-    remat="none",
-    bn_unbiased_running_var=False,
-) -> ResNet:
-    """ResNet-50 (2048-d features); factory used by the model registry."""
-    return _build(
-        "resnet50", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
-    )
-
-
-def resnet101(
-    input_shape,
-    *,
-    rngs: nnx.Rngs,
-    num_classes=None,
-    small_input=False,
-    remat="none",
-    bn_unbiased_running_var=False,
-) -> ResNet:
-    """ResNet-101 (2048-d features); factory used by the model registry."""
-    return _build(
-        "resnet101", input_shape, rngs, num_classes, small_input, remat, bn_unbiased_running_var
-    )
+resnet18 = _factory("resnet18", 512)
+resnet34 = _factory("resnet34", 512)
+resnet50 = _factory("resnet50", 2048)
+resnet101 = _factory("resnet101", 2048)
 
 
 __all__ = [
