@@ -45,54 +45,10 @@ import functools
 import numpy as np
 
 from tljax.data import tasks as _tasks
+from tljax.data.benchmarks.builders.office import OFFICE31_CLASSES, OFFICE_HOME_CLASSES
 from tljax.data.core import Domain, Split, Task
 
 SETTINGS = ("partial", "open_set", "universal")
-
-OFFICE31_CLASSES = (
-    "back_pack",
-    "bike",
-    "bike_helmet",
-    "bookcase",
-    "bottle",
-    "calculator",
-    "desk_chair",
-    "desk_lamp",
-    "desktop_computer",
-    "file_cabinet",
-    "headphones",
-    "keyboard",
-    "laptop_computer",
-    "letter_tray",
-    "mobile_phone",
-    "monitor",
-    "mouse",
-    "mug",
-    "paper_notebook",
-    "pen",
-    "phone",
-    "printer",
-    "projector",
-    "punchers",
-    "ring_binder",
-    "ruler",
-    "scissors",
-    "speaker",
-    "stapler",
-    "tape_dispenser",
-    "trash_can",
-)  # fmt: skip  (alphabetical, = tljax.data.benchmarks.builders.office.OFFICE31_CLASSES)
-
-OFFICE_HOME_CLASSES = (
-    "Alarm_Clock", "Backpack", "Batteries", "Bed", "Bike", "Bottle", "Bucket", "Calculator",
-    "Calendar", "Candles", "Chair", "Clipboards", "Computer", "Couch", "Curtains", "Desk_Lamp",
-    "Drill", "Eraser", "Exit_Sign", "Fan", "File_Cabinet", "Flipflops", "Flowers", "Folder",
-    "Fork", "Glasses", "Hammer", "Helmet", "Kettle", "Keyboard", "Knives", "Lamp_Shade",
-    "Laptop", "Marker", "Monitor", "Mop", "Mouse", "Mug", "Notebook", "Oven", "Pan",
-    "Paper_Clip", "Pen", "Pencil", "Postit_Notes", "Printer", "Push_Pin", "Radio",
-    "Refrigerator", "Ruler", "Scissors", "Screwdriver", "Shelf", "Sink", "Sneakers", "Soda",
-    "Speaker", "Spoon", "TV", "Table", "Telephone", "ToothBrush", "Toys", "Trash_Can", "Webcam",
-)  # fmt: skip
 
 # Office-31 partial: the 10 classes shared with Caltech-256 (SAN/PADA; TLlib).
 OFFICE31_PARTIAL = (
@@ -101,11 +57,8 @@ OFFICE31_PARTIAL = (
 )  # fmt: skip
 # Office-Home partial: the first 25 classes in alphabetical order (PADA; TLlib).
 OFFICE_HOME_PARTIAL = tuple(sorted(OFFICE_HOME_CLASSES)[:25])
-# Office-31 open-set (OSBP): 10 shared, classes 21-31 unknown in the target.
-OFFICE31_OPEN_SET_SHARED = OFFICE31_CLASSES[:10]
-OFFICE31_OPEN_SET_UNKNOWN = OFFICE31_CLASSES[20:]
-# Office-31 universal (UAN): 10 shared, 10 source-private, 11 target-private.
-OFFICE31_UNIVERSAL = (OFFICE31_CLASSES[:10], OFFICE31_CLASSES[10:20], OFFICE31_CLASSES[20:])
+# Office-31 open-set (OSBP): classes 0-9 shared, 20-30 unknown in the target; universal
+# (UAN): 0-9 shared, 10-19 source-private, 20-30 target-private (ids in OFFICE31_CLASSES).
 
 OPTIONS = ("shared", "source_private", "target_private", "label_seed")
 
