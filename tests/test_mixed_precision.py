@@ -129,3 +129,20 @@ def test_unbiased_running_variance_as_pytorch():
     n = 4 * 3 * 3
     want = 0.9 * 1.0 + 0.1 * x.var((0, 1, 2)) * n / (n - 1)  # torch: var(unbiased=True)
     np.testing.assert_allclose(np.asarray(bn.var[...]), want, rtol=1e-5)
+
+
+def test_masked_statistics_match_numpy_over_the_kept_entries():
+    """``mask`` leaves entries out of the batch statistics (as nnx.BatchNorm's)."""
+    from flax import nnx
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(1.0, 2.0, (6, 3, 4))
+    keep = rng.random((6, 3, 1)) > 0.4
+    bn = BatchNorm(4, momentum=0.9, unbiased_running_var=True, rngs=nnx.Rngs(0))
+    bn.train()
+    y = bn(jnp.asarray(x, jnp.float32), mask=jnp.asarray(keep))
+    kept = x[np.broadcast_to(keep, x.shape)].reshape(-1, 4)
+    mu, var = kept.mean(0), kept.var(0)
+    np.testing.assert_allclose(np.asarray(y), (x - mu) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-4)
+    n = kept.shape[0]
+    np.testing.assert_allclose(bn.var[...], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)

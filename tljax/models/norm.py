@@ -45,8 +45,6 @@ class BatchNorm(nnx.BatchNorm):
         self.unbiased_running_var = unbiased_running_var
 
     def __call__(self, x: jax.Array, use_running_average: bool | None = None, *, mask=None):
-        if mask is not None:
-            raise NotImplementedError("tljax BatchNorm does not take a mask.")
         ura = self.use_running_average if use_running_average is None else use_running_average
         if ura is None:
             raise ValueError(
@@ -59,17 +57,27 @@ class BatchNorm(nnx.BatchNorm):
         if ura:
             mean, var = self.mean[...].astype(f32), self.var[...].astype(f32)
         else:
-            mean = jnp.mean(xf, axes)
+            # ``mask`` (broadcastable to x; True = counted) leaves entries out of the
+            # statistics, as nnx.BatchNorm's does; they are still normalised.
+            where = None if mask is None else jnp.broadcast_to(mask, x.shape)
+            mean = jnp.mean(xf, axes, where=where)
             if self.use_fast_variance:
-                var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)
+                m2 = jnp.mean(jnp.square(xf), axes, where=where)
+                var = jnp.maximum(m2 - jnp.square(mean), 0.0)
             else:
-                var = jnp.mean(jnp.square(xf - mean), axes)
+                var = jnp.mean(jnp.square(xf - mean), axes, where=where)
             if self.axis_name is not None:  # explicit collectives (pmap/shard_map)
                 mean2 = jax.lax.pmean(var + jnp.square(mean), self.axis_name)
                 mean = jax.lax.pmean(mean, self.axis_name)
                 var = jnp.maximum(mean2 - jnp.square(mean), 0.0)
-            n = x.size // x.shape[-1]
-            run_var = var * (n / max(n - 1, 1)) if self.unbiased_running_var else var
+            run_var = var
+            if self.unbiased_running_var:
+                if where is None:
+                    n = x.size // x.shape[-1]
+                    run_var = var * (n / max(n - 1, 1))
+                else:
+                    n = jnp.sum(where, axes).astype(f32)
+                    run_var = var * (n / jnp.maximum(n - 1, 1))
             m = self.momentum
             self.mean[...] = jax.lax.stop_gradient(m * self.mean[...] + (1 - m) * mean)
             self.var[...] = jax.lax.stop_gradient(m * self.var[...] + (1 - m) * run_var)
