@@ -1,11 +1,12 @@
-"""Tests of tljax.data.corruptions: each corruption's defining property, determinism, and
-the digits-c / fashion-c / cifar10-c / imagenet-c task family."""
+"""Tests of tljax.data.corruptions and corruption_tasks: each corruption's defining
+property, determinism, and the digits-c / fashion-c / cifar10-c / imagenet-c task family."""
 
 import colorsys
 
 import numpy as np
 import pytest
 
+from tljax.data import corruption_tasks as T
 from tljax.data import corruptions as C
 from tljax.data.digits import load_uci_digits
 
@@ -295,7 +296,7 @@ def test_task_name_errors(tmp_path):
         get_task("digits-c/fog/1", max_train=10)
     with pytest.raises(FileNotFoundError):
         get_task("fashion-c/fog/1", directory=tmp_path)
-    assert C.parse_task_name("digits->digits_m") is None
+    assert T.parse_task_name("digits->digits_m") is None
 
 
 def test_fashion_c_task():
@@ -326,9 +327,9 @@ def test_tfds_families_say_what_to_download(tmp_path):
 def test_tfds_config_names_exist_in_tfds():
     from tensorflow_datasets.image_classification import cifar10_corrupted
 
-    names = {C.tfds_config("cifar10-c", n, 1).split("/")[1][:-2] for n in C.NAMES}
+    names = {T.tfds_config("cifar10-c", n, 1).split("/")[1][:-2] for n in C.NAMES}
     assert names == set(cifar10_corrupted.BENCHMARK_CORRUPTIONS)
-    assert C.tfds_config("imagenet-c", "glass_blur", 5) == "imagenet2012_corrupted/glass_blur_5"
+    assert T.tfds_config("imagenet-c", "glass_blur", 5) == "imagenet2012_corrupted/glass_blur_5"
 
 
 def test_tfds_families_read_prepared_data():
@@ -336,11 +337,11 @@ def test_tfds_families_read_prepared_data():
 
     try:
         with tfds.testing.mock_data(num_examples=5):
-            task = C.corrupted_task("cifar10-c/fog/2", image_size=16, max_examples=4)
+            task = T.corrupted_task("cifar10-c/fog/2", image_size=16, max_examples=4)
             assert task.source.train.x.shape == (4, 16, 16, 3) == task.target.test.x.shape
             assert task.target.test.x.dtype == np.float32 and task.num_classes == 10
             assert task.target.train is task.target.test
-            task = C.corrupted_task("imagenet-c/snow/1", image_size=8)  # variable-size photos
+            task = T.corrupted_task("imagenet-c/snow/1", image_size=8)  # variable-size photos
             assert task.target.test.x.shape == (5, 8, 8, 3) and task.num_classes == 1000
     finally:
-        C._build_task.cache_clear()  # no mock data left in the cache
+        T._build_task.cache_clear()  # no mock data left in the cache

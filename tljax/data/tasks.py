@@ -156,7 +156,10 @@ _RESOLVERS: list[tuple[str | Callable, str]] = [
         "'A->B' for two benchmark domains of tljax.data.benchmarks.known_names() with the "
         "same classes (e.g. 'svhn->mnist', 'office31/amazon->office31/webcam')",
     ),
-    ("tljax.data.corruptions:resolve", "'<digits|fashion|cifar10|imagenet>-c/<corruption>/<1..5>'"),
+    (
+        "tljax.data.corruption_tasks:resolve",
+        "'<digits|fashion|cifar10|imagenet>-c/<corruption>/<1..5>'",
+    ),
     (
         "tljax.data.label_sets:resolve",
         "'<partial|open_set|universal>/<task>' for a label-set variant of any task "
