@@ -53,6 +53,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tljax import registry as _registry
+from tljax.data import shift2d
 from tljax.data.core import Domain, Split, Task
 from tljax.data.digits import load_uci_digits
 from tljax.data.idx import load_fashion_mnist
@@ -97,17 +98,6 @@ class RegisteredTask:
 
 
 _TEXT_OPTIONS = ("tokenizer", "max_len", "n_train", "n_test", "shared_fraction", "negation")
-_SHIFT2D_OPTIONS = (
-    "num_classes",
-    "n_train",
-    "n_test",
-    "noise",
-    "offset",
-    "twist",
-    "label_noise",
-    "imbalance",
-    "angle",
-)  # tljax.data.shift2d.ALL_OPTIONS
 _REGISTERED: dict[str, RegisteredTask] = {
     **{
         name: RegisteredTask("tljax.data.text_tasks:constructed_task", _TEXT_OPTIONS)
@@ -118,8 +108,8 @@ _REGISTERED: dict[str, RegisteredTask] = {
         ("tokenizer", "max_len", "data_dir", "max_train", "max_test"),
     ),
     **{
-        f"shift2d/{s}": RegisteredTask("tljax.data.shift2d:task_factory", _SHIFT2D_OPTIONS)
-        for s in ("covariate", "label", "conditional")
+        f"shift2d/{s}": RegisteredTask("tljax.data.shift2d:task_factory", shift2d.ALL_OPTIONS)
+        for s in shift2d.SHIFTS
     },
 }
 
