@@ -1,9 +1,11 @@
-"""Text tokenization for BERT backbones, from a Hugging Face ``tokenizer.json``.
+"""Text tokenization for BERT and GPT-2 backbones, from a Hugging Face ``tokenizer.json``.
 
 Uses the ``tokenizers`` package (a Rust wheel, no torch): the file carries the whole
 pipeline — BERT normalizer (clean text, lowercase, strip accents, CJK spacing), BERT
 pre-tokenizer, WordPiece with its vocabulary and the ``[CLS] … [SEP]`` template — so the
-ids are exactly those the model was trained with.
+ids are exactly those the model was trained with. GPT-2's file (byte-level BPE, no special
+tokens added) works the same way; it has no padding token, so ``<|endoftext|>`` pads (under
+mask 0).
 
 Example::
 
@@ -18,6 +20,10 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+
+# Looked up in this order when no padding token is given: BERT's, T5/RoBERTa-style,
+# GPT-2's end-of-text (GPT-2 has no padding token; padded positions carry mask 0).
+PAD_TOKENS = ("[PAD]", "<pad>", "<|endoftext|>")
 
 
 def _tokenizers():
@@ -35,17 +41,22 @@ class TextTokenizer:
 
     Args:
       tokenizer: a ``tokenizers.Tokenizer``.
-      pad_token: the padding token (its id is looked up in the vocabulary).
+      pad_token: the padding token (its id is looked up in the vocabulary); ``None``: the
+        first of :data:`PAD_TOKENS` in the vocabulary.
 
     Raises:
       ValueError: if ``pad_token`` is not in the vocabulary.
     """
 
-    def __init__(self, tokenizer, *, pad_token: str = "[PAD]"):
+    def __init__(self, tokenizer, *, pad_token: str | None = None):
         self._tok = tokenizer
-        pad_id = tokenizer.token_to_id(pad_token)
+        candidates = PAD_TOKENS if pad_token is None else (pad_token,)
+        ids = [tokenizer.token_to_id(t) for t in candidates]
+        pad_id = next((i for i in ids if i is not None), None)
         if pad_id is None:
-            raise ValueError(f"Padding token {pad_token!r} is not in the vocabulary.")
+            raise ValueError(
+                f"Padding token {pad_token or list(PAD_TOKENS)!r} is not in the vocabulary."
+            )
         self.pad_id = int(pad_id)
         # Padding and truncation are applied per call (below), not from the file.
         self._tok.no_padding()

@@ -27,6 +27,10 @@ _BUILTIN: dict[str, str] = {
     "resnet50": "tljax.models.resnet:resnet50",
     "resnet101": "tljax.models.resnet:resnet101",
     "bert": "tljax.models.bert:bert",
+    "gpt2": "tljax.models.gpt2:gpt2",
+    "vit_b16": "tljax.models.vit:vit_b16",
+    "vit_s16": "tljax.models.vit:vit_s16",
+    "vit_tiny": "tljax.models.vit:vit_tiny",
 }
 _REGISTRY = _registry.Registry(
     "backbone",

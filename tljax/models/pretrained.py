@@ -15,6 +15,13 @@ Loaders by backbone:
   ``.bin``, ``.pth``) with ``BertModel`` keys (or ``bert.``-prefixed ones; task heads are
   dropped) — :func:`tljax.models.weights.load_hf_bert`. For a directory,
   ``model.backbone_kwargs.config`` defaults to its ``config.json``.
+* ``gpt2``: the same for Hugging Face ``GPT2Model`` keys (or ``transformer.``-prefixed
+  ones; a tied ``lm_head.weight`` is accepted, task heads dropped) —
+  :func:`tljax.models.gpt2.load_hf_gpt2`; ``config`` as for ``bert``.
+* ``vit_b16``/``vit_s16``/``vit_tiny``: a Hugging Face model directory or weights file
+  with ``ViTModel`` keys (or ``vit.``-prefixed ones; the classifier is dropped); position
+  embeddings for another image size are resized bicubically —
+  :func:`tljax.models.vit.load_hf_vit`.
 * ``resnet18/34/50/101``: a torchvision state dict (``.pth``/``.pt`` with torch, or
   ``.safetensors``); its ``fc`` (ImageNet head) is dropped —
   :func:`tljax.models.weights.load_torchvision_resnet`.
@@ -51,6 +58,20 @@ def _load_bert(backbone: nnx.Module, path: str) -> None:
     load_hf_bert(backbone, read_state_dict(_bert_weights(path)))
 
 
+def _load_gpt2(backbone: nnx.Module, path: str) -> None:
+    from tljax.models.gpt2 import load_hf_gpt2
+    from tljax.models.weights import read_state_dict
+
+    load_hf_gpt2(backbone, read_state_dict(_bert_weights(path)))
+
+
+def _load_vit(backbone: nnx.Module, path: str) -> None:
+    from tljax.models.vit import load_hf_vit
+    from tljax.models.weights import read_state_dict
+
+    load_hf_vit(backbone, read_state_dict(_bert_weights(path)))
+
+
 def _load_resnet(backbone: nnx.Module, path: str) -> None:
     from tljax.models.weights import load_torchvision_resnet, read_state_dict
 
@@ -64,6 +85,8 @@ def _load_resnet(backbone: nnx.Module, path: str) -> None:
 
 _LOADERS: dict[str, Callable[[nnx.Module, str], None]] = {
     "bert": _load_bert,
+    "gpt2": _load_gpt2,
+    **{f"vit_{size}": _load_vit for size in ("b16", "s16", "tiny")},
     **{f"resnet{d}": _load_resnet for d in (18, 34, 50, 101)},
 }
 
@@ -92,7 +115,7 @@ def _check(backbone: str, path: str) -> str:
             + (
                 "a Hugging Face model directory (config.json + model.safetensors) or a "
                 ".safetensors file."
-                if backbone == "bert"
+                if backbone == "bert" or backbone.startswith(("gpt2", "vit_"))
                 else "a torchvision weights file (.pth or .safetensors)."
             )
         )
@@ -101,7 +124,7 @@ def _check(backbone: str, path: str) -> str:
 
 def backbone_kwargs(backbone: str, kwargs: dict, path: str) -> dict:
     """The backbone's keyword arguments, completed from the pretrained files: for
-    ``bert`` with a model directory and no ``config`` given, ``config`` is its
+    ``bert`` or ``gpt2`` with a model directory and no ``config`` given, ``config`` is its
     ``config.json``; for a ResNet with torchvision weights, BatchNorm updates its running
     variance with PyTorch's unbiased batch variance (``bn_unbiased_running_var=True``)
     unless ``kwargs`` sets it.
@@ -116,7 +139,7 @@ def backbone_kwargs(backbone: str, kwargs: dict, path: str) -> dict:
         # torchvision's weights: keep their running statistics as PyTorch updates them
         # (unbiased running variance), unless the config says otherwise.
         return {"bn_unbiased_running_var": True, **kwargs}
-    if backbone != "bert" or kwargs.get("config"):
+    if backbone not in ("bert", "gpt2") or kwargs.get("config"):
         return kwargs
     config = os.path.join(path, "config.json")
     if not (os.path.isdir(path) and os.path.exists(config)):
