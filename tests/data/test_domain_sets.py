@@ -159,7 +159,7 @@ def test_registry_errors():
                        r"'rotated_digits'\?.*'colored_fashion'"):  # fmt: skip
         get_domain_set("rotated_digit")
     with pytest.raises(ValueError, match="built in"):
-        register_domain_set("digits_styles", toy_builder, "x")
+        register_domain_set("pacs", toy_builder, "x")
     with pytest.raises(ValueError, match="module:function"):
         register_domain_set("x", 3, "x")
     register_domain_set("bad", lambda *, data_seed, image_size: "nope", "x")
@@ -172,7 +172,8 @@ def test_registry_errors():
 
 def test_builtin_names_and_options():
     names = domain_sets.domain_set_names()
-    for name in ("rotated_digits", "colored_fashion", "digits_styles"):
+    for name in ("rotated_digits", "colored_fashion", "digits_styles", "pacs", "vlcs",
+                 "office_home_dg", "terra_incognita", "domainnet_dg"):  # fmt: skip
         assert name in names
         assert "holdout_fraction" in domain_sets.domain_set_options(name)
 

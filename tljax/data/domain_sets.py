@@ -218,6 +218,7 @@ class _Entry:
 
 
 _OFFLINE = "tljax.data.dg_offline"
+_PHOTOS = "tljax.data.dg_photos"
 _BUILTIN: dict[str, _Entry] = {
     "rotated_digits": _Entry(
         f"{_OFFLINE}:rotated_digits",
@@ -233,6 +234,24 @@ _BUILTIN: dict[str, _Entry] = {
         f"{_OFFLINE}:digits_styles",
         "UCI digits in 4 disjoint subsets drawn in 4 styles: plain, m (MNIST-M blend), "
         "edges (Sobel), thick (dilated), 10 classes, 28x28x3",
+    ),
+    "pacs": _Entry(
+        f"{_PHOTOS}:pacs", "PACS: art_painting, cartoon, photo, sketch; 7 classes (TFDS)"
+    ),
+    "vlcs": _Entry(
+        f"{_PHOTOS}:vlcs", "VLCS: Caltech101, LabelMe, SUN09, VOC2007; 5 classes (TFDS)"
+    ),
+    "office_home_dg": _Entry(
+        f"{_PHOTOS}:office_home_dg",
+        "Office-Home: Art, Clipart, Product, Real_World; 65 classes (TFDS)",
+    ),
+    "terra_incognita": _Entry(
+        f"{_PHOTOS}:terra_incognita",
+        "TerraIncognita camera traps: location_100, _38, _43, _46; 10 classes (TFDS)",
+    ),
+    "domainnet_dg": _Entry(
+        f"{_PHOTOS}:domainnet_dg",
+        "DomainNet: clipart, infograph, painting, quickdraw, real, sketch; 345 classes (TFDS)",
     ),
 }
 _REGISTERED: dict[str, _Entry] = {}
