@@ -6,7 +6,8 @@ calls its ``make(ctx, **hparams)``, which returns a :class:`~tljax.adaptation.ba
 Add one with :func:`register`.
 
 Built in: ``source`` (no adaptation), ``bn_adapt`` (test-batch BatchNorm statistics),
-``tent``, ``t3a``, ``shot_im``, ``shot`` (SHOT-IM + per-batch clustering pseudo-labels).
+``tent``, ``t3a``, ``shot_im``, ``shot`` (SHOT-IM + per-batch clustering pseudo-labels),
+``eata``, ``eta`` (EATA without its Fisher term), ``cotta``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _BUILTIN = {
     "t3a": "tljax.adaptation.t3a",
     "shot_im": "tljax.adaptation.shot",
     "shot": "tljax.adaptation.shot:make_shot",
+    "eata": "tljax.adaptation.eata",
+    "eta": "tljax.adaptation.eata:make_eta",
+    "cotta": "tljax.adaptation.cotta",
 }
 _REGISTERED: dict[str, Callable] = {}
 

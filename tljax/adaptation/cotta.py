@@ -1,0 +1,270 @@
+r"""CoTTA: continual test-time domain adaptation (Wang et al., CVPR 2022).
+
+Three copies of the model, all with BatchNorm on batch statistics: the *student* (the
+adapted weights, ``AdaptState.params``), the *teacher* (an exponential moving average of
+the student, ``AdaptState.extra["teacher"]``) and the *anchor* (the source weights,
+fixed). On a test batch ``x``:
+
+1. the anchor's mean confidence ``mean_i max_c p^anchor_ic`` decides the teacher's
+   target: below the threshold ``ap`` it is the average of the teacher's logits over
+   ``N`` augmented views of ``x``, otherwise the teacher's logits on ``x``;
+2. the student minimises the cross-entropy to the teacher's soft predictions,
+   ``L = −1/B Σ_i Σ_c softmax(z^T_i)_c log softmax(z^S_i)_c``, one optimizer step;
+3. the teacher moves: ``θ^T ← α θ^T + (1 − α) θ^S`` (the updated student);
+4. *stochastic restore*: every trained parameter element is reset to its source value
+   with probability ``p`` (an independent Bernoulli draw per element and step).
+
+The predictions are the teacher's target logits of step 1 (the paper's and code's
+output). The order of the steps and every constant follow the official code
+(``github.com/qinenergy/cotta``, ``cifar/cotta.py`` and ``cifar/cfgs/cifar10/cotta.yaml``):
+``α = 0.999`` (``MT``), ``p = 0.01`` (``RST``), ``ap = 0.92`` (``AP``, CIFAR-10; the
+threshold is applied to the anchor's confidence, as the code does), Adam lr 1e-3, all
+``weight``/``bias`` parameters trained (``trainable="all"``; ``"bn"`` trains only the
+BatchNorm scale/bias, restoring only those), ``N = 32`` views in the code; the default
+here is ``num_augmentations=4`` for CPU speed. The average is over the augmented views
+only (the un-augmented teacher output is not in it), as in the code.
+
+The augmentations (:func:`augment`) are jit-able stand-ins for the code's
+``get_tta_transforms`` (torchvision ``ColorJitterPro`` → edge pad + ``RandomAffine`` →
+``GaussianBlur`` → centre crop → horizontal flip → Gaussian noise, clip to ``[0, 1]``),
+with its ranges: brightness ×U(0.6, 1.4), contrast U(0.7, 1.3) about the image mean,
+saturation U(0.5, 1.5) (RGB only), gamma U(0.7, 1.3), rotation U(−15°, 15°), translation
+U(−1/16, 1/16) of the size, scale U(0.9, 1.1), bilinear with edge-replicated borders,
+Gaussian noise σ = 0.005. Left out: hue jitter and the σ ≤ 0.5 Gaussian blur (a blur of
+at most half a pixel); the horizontal flip is off by default (``flip=True`` turns it on):
+digits are not mirror-symmetric classes. uint8 inputs are augmented as ``[0, 1]`` pixels
+and rounded back to uint8 (the stream's own format, then ``ctx.to_float``); float inputs
+(already standardised) are augmented in their own range without clipping or gamma.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.scipy.ndimage import map_coordinates
+
+from tljax import optim
+from tljax.adaptation.base import (
+    AdaptState,
+    Context,
+    TTAMethod,
+    batch_norm_affine_rules,
+    batch_norm_param_paths,
+    forward,
+    initial_state,
+)
+
+TRAINABLE = ("all", "bn")
+
+
+def _uniform(key, shape, lo, hi):
+    return jax.random.uniform(key, shape, jnp.float32, lo, hi)
+
+
+def _warp(img, matrix):
+    """``img`` (h, w, c) resampled at ``matrix @ (row, col, 1)`` about the centre,
+    bilinear, borders replicated."""
+    h, w, c = img.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    rows, cols = jnp.meshgrid(jnp.arange(h) - cy, jnp.arange(w) - cx, indexing="ij")
+    src = jnp.einsum("ij,jhw->ihw", matrix, jnp.stack([rows, cols, jnp.ones_like(rows)]))
+    coords = [src[0] + cy, src[1] + cx]
+    per_channel = lambda ch: map_coordinates(ch, coords, order=1, mode="nearest")  # noqa: E731
+    return jax.vmap(per_channel, in_axes=2, out_axes=2)(img)
+
+
+def augment(x: jax.Array, key: jax.Array, *, flip: bool = False, noise: float = 0.005):
+    """One random view of every image of the batch ``x`` (``(n, h, w, c)``, uint8 pixels
+    or floats); see the module docstring for the transforms. Returns ``x``'s shape and
+    dtype."""
+    pixels = x.dtype == jnp.uint8
+    v = x.astype(jnp.float32) / 255.0 if pixels else x.astype(jnp.float32)
+    n, h, w, c = v.shape
+    k = jax.random.split(key, 9)
+    b = _uniform(k[0], (n, 1, 1, 1), 0.6, 1.4)
+    ct = _uniform(k[1], (n, 1, 1, 1), 0.7, 1.3)
+    v = v * b
+    mean = jnp.mean(v, axis=(1, 2, 3), keepdims=True)
+    v = mean + ct * (v - mean)
+    if c == 3:
+        s = _uniform(k[2], (n, 1, 1, 1), 0.5, 1.5)
+        gray = v @ jnp.array([0.299, 0.587, 0.114], jnp.float32)
+        v = gray[..., None] + s * (v - gray[..., None])
+    if pixels:
+        g = _uniform(k[3], (n, 1, 1, 1), 0.7, 1.3)
+        v = jnp.clip(v, 0.0, 1.0) ** g
+    angle = _uniform(k[4], (n,), -15.0, 15.0) * math.pi / 180
+    scale = _uniform(k[5], (n,), 0.9, 1.1)
+    shift = _uniform(k[6], (n, 2), -1 / 16, 1 / 16) * jnp.array([h, w], jnp.float32)
+    cos, sin = jnp.cos(angle) / scale, jnp.sin(angle) / scale
+    # output (row, col) -> source: the inverse rotation and scale, then the shift
+    matrix = jnp.stack(
+        [
+            jnp.stack([cos, -sin, -shift[:, 0]], -1),
+            jnp.stack([sin, cos, -shift[:, 1]], -1),
+        ],
+        1,
+    )
+    v = jax.vmap(_warp)(v, matrix)
+    if flip:
+        mirror = jax.random.bernoulli(k[7], 0.5, (n, 1, 1, 1))
+        v = jnp.where(mirror, v[:, :, ::-1], v)
+    v = v + noise * jax.random.normal(k[8], v.shape, jnp.float32)
+    if pixels:
+        return jnp.round(jnp.clip(v, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+    return v.astype(x.dtype)
+
+
+def soft_cross_entropy(logits: jax.Array, target_logits: jax.Array) -> jax.Array:
+    """``−1/B Σ_i Σ_c softmax(t_i)_c log softmax(z_i)_c`` (no gradient through ``t``)."""
+    t = jax.nn.softmax(jax.lax.stop_gradient(target_logits), axis=-1)
+    return -jnp.mean(jnp.sum(t * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+
+
+def ema(teacher, student, alpha: float):
+    """``α θ^T + (1 − α) θ^S`` leaf by leaf."""
+    return jax.tree.map(lambda t, s: alpha * t + (1 - alpha) * s, teacher, student)
+
+
+def stochastic_restore(params, source, trained, key, p: float):
+    """Each element of a ``trained`` leaf is replaced by its ``source`` value with
+    probability ``p`` (one Bernoulli draw per element); other leaves are returned as
+    they are."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+
+    def one(t, x, s, k):
+        if not t:
+            return x
+        return jnp.where(jax.random.bernoulli(k, p, x.shape), s, x)
+
+    return jax.tree.map(one, trained, params, source, keys)
+
+
+def make(
+    ctx: Context,
+    *,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    ema_alpha: float = 0.999,
+    restore_p: float = 0.01,
+    ap: float = 0.92,
+    num_augmentations: int = 4,
+    trainable: str = "all",
+    flip: bool = False,
+    noise: float = 0.005,
+) -> TTAMethod:
+    """CoTTA.
+
+    Args:
+      lr, optimizer, momentum, weight_decay: the student's optimizer (Adam 1e-3, as the
+        official CIFAR configs).
+      ema_alpha: the teacher's EMA factor ``α``.
+      restore_p: the stochastic-restore probability ``p``.
+      ap: the anchor-confidence threshold below which the target is augmentation-averaged
+        (0: never; above 1: always).
+      num_augmentations: ``N`` augmented views.
+      trainable: ``"all"`` parameters or only the BatchNorm scale/bias (``"bn"``).
+      flip: include the random horizontal flip.
+      noise: Gaussian noise σ of the views.
+
+    Raises:
+      ValueError: a bad ``trainable``, ``num_augmentations``, ``ema_alpha`` or
+        ``restore_p``; no BatchNorm layer (the method normalises with batch statistics).
+    """
+    if trainable not in TRAINABLE:
+        raise ValueError(f"cotta: unknown trainable={trainable!r}; valid: {list(TRAINABLE)}.")
+    if num_augmentations < 1 or not 0 <= ema_alpha <= 1 or not 0 <= restore_p <= 1:
+        raise ValueError(
+            "cotta: need num_augmentations >= 1 and ema_alpha, restore_p in [0, 1]; got "
+            f"{num_augmentations}, {ema_alpha}, {restore_p}."
+        )
+    if not batch_norm_param_paths(ctx):
+        raise ValueError("cotta: the model has no BatchNorm layer (it adapts on batch statistics).")
+    rules = batch_norm_affine_rules(ctx) if trainable == "bn" else [(".*", 1.0)]
+    tx, labels, report = optim.make_optimizer(
+        ctx.params,
+        rules,
+        optimizer=optimizer,
+        schedule=optax.constant_schedule(lr),
+        momentum=momentum,
+        nesterov=False,
+        weight_decay=weight_decay,
+    )
+    frozen = optim.frozen_mask(labels)
+    trained = jax.tree.map(lambda f: not f, frozen)
+
+    def init() -> AdaptState:
+        extra = {"teacher": jax.tree.map(jnp.copy, ctx.params)}
+        return initial_state(ctx, opt_state=tx.init(ctx.params), extra=extra)
+
+    def target(state: AdaptState, x, key):
+        """The teacher's target logits and whether they were augmentation-averaged."""
+        teacher = state.extra["teacher"]
+        anchor = forward(ctx, ctx.params, ctx.rest, x, batch_stats=True)[0]
+        confidence = jnp.mean(jnp.max(jax.nn.softmax(anchor, -1), -1))
+        averaged = confidence < ap
+
+        def views():
+            def view(k):
+                xa = augment(x, k, flip=flip, noise=noise)
+                return forward(ctx, teacher, state.rest, xa, batch_stats=True)[0]
+
+            return jnp.mean(jax.lax.map(view, jax.random.split(key, num_augmentations)), 0)
+
+        plain = lambda: forward(ctx, teacher, state.rest, x, batch_stats=True)[0]  # noqa: E731
+        return jax.lax.cond(averaged, views, plain), averaged, confidence
+
+    def update(state: AdaptState, x, rng=None):
+        rng = jax.random.key(0) if rng is None else rng
+        k_aug, k_restore = jax.random.split(rng)
+        tgt, averaged, confidence = target(state, x, k_aug)
+        tgt = jax.lax.stop_gradient(tgt)
+
+        def loss_fn(params):
+            params = jax.tree.map(lambda f, p: jax.lax.stop_gradient(p) if f else p, frozen, params)
+            logits, _ = forward(ctx, params, state.rest, x, batch_stats=True)
+            return soft_cross_entropy(logits, tgt)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = optax.apply_updates(state.params, updates)
+        student = jax.tree.map(lambda f, old, p: old if f else p, frozen, state.params, new)
+        teacher = ema(state.extra["teacher"], student, ema_alpha)
+        student = stochastic_restore(student, ctx.params, trained, k_restore, restore_p)
+        state = state.replace(
+            params=student,
+            opt_state=opt_state,
+            extra={"teacher": teacher},
+            step=state.step + 1,
+        )
+        metrics = {
+            "loss": loss,
+            "augmented": averaged.astype(jnp.float32),
+            "anchor_confidence": confidence,
+        }
+        return state, tgt, metrics
+
+    def predict(state: AdaptState, x):
+        return forward(ctx, state.extra["teacher"], state.rest, x, batch_stats=True)[0]
+
+    hp = dict(
+        lr=lr,
+        optimizer=optimizer,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        ema_alpha=ema_alpha,
+        restore_p=restore_p,
+        ap=ap,
+        num_augmentations=num_augmentations,
+        trainable=trainable,
+        flip=flip,
+        noise=noise,
+        trained=sorted(p for p, (_, r) in report.items() if r is not None),
+    )
+    return TTAMethod("cotta", init, update, predict, hp)
