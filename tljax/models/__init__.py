@@ -31,6 +31,12 @@ _BUILTIN: dict[str, str] = {
     "vit_b16": "tljax.models.vit:vit_b16",
     "vit_s16": "tljax.models.vit:vit_s16",
     "vit_tiny": "tljax.models.vit:vit_tiny",
+    **{
+        f"vgg{d}{bn}": f"tljax.models.vgg:vgg{d}{bn}"
+        for d in (11, 13, 16, 19)
+        for bn in ("", "_bn")
+    },
+    "inception_v3": "tljax.models.inception:inception_v3",
 }
 _REGISTRY = _registry.Registry(
     "backbone",

@@ -25,6 +25,13 @@ Loaders by backbone:
 * ``resnet18/34/50/101``: a torchvision state dict (``.pth``/``.pt`` with torch, or
   ``.safetensors``); its ``fc`` (ImageNet head) is dropped —
   :func:`tljax.models.weights.load_torchvision_resnet`.
+* ``vgg11/13/16/19`` and their ``_bn`` variants: a torchvision state dict; its
+  ``classifier.6`` (ImageNet head) is dropped, and all of ``classifier.*`` for a model
+  built with ``fc_stack=False`` — :func:`tljax.models.vgg.load_torchvision_vgg`.
+* ``inception_v3``: a torchvision state dict; its ``fc`` and ``AuxLogits.fc`` are
+  dropped (and all of ``AuxLogits.*`` for a model without the auxiliary head);
+  ``transform_input`` defaults to ``True`` —
+  :func:`tljax.models.inception.load_torchvision_inception`.
 """
 
 from __future__ import annotations
@@ -83,11 +90,37 @@ def _load_resnet(backbone: nnx.Module, path: str) -> None:
     load_torchvision_resnet(backbone, read_state_dict(path), include_head=False)
 
 
+def _torchvision_file(path: str, what: str) -> str:
+    if os.path.isdir(path):
+        raise ValueError(
+            f"config.model.pretrained={path!r} is a directory; {what} takes one torchvision "
+            "weights file (.pth, .pt or .safetensors)."
+        )
+    return path
+
+
+def _load_vgg(backbone: nnx.Module, path: str) -> None:
+    from tljax.models.vgg import load_torchvision_vgg
+    from tljax.models.weights import read_state_dict
+
+    load_torchvision_vgg(backbone, read_state_dict(_torchvision_file(path, "a VGG")))
+
+
+def _load_inception(backbone: nnx.Module, path: str) -> None:
+    from tljax.models.inception import load_torchvision_inception
+    from tljax.models.weights import read_state_dict
+
+    sd = read_state_dict(_torchvision_file(path, "Inception-v3"))
+    load_torchvision_inception(backbone, sd)
+
+
 _LOADERS: dict[str, Callable[[nnx.Module, str], None]] = {
     "bert": _load_bert,
     "gpt2": _load_gpt2,
     **{f"vit_{size}": _load_vit for size in ("b16", "s16", "tiny")},
     **{f"resnet{d}": _load_resnet for d in (18, 34, 50, 101)},
+    **{f"vgg{d}{bn}": _load_vgg for d in (11, 13, 16, 19) for bn in ("", "_bn")},
+    "inception_v3": _load_inception,
 }
 
 
@@ -135,7 +168,12 @@ def backbone_kwargs(backbone: str, kwargs: dict, path: str) -> dict:
       FileNotFoundError: if ``path`` does not exist.
     """
     path = _check(backbone, path)
-    if backbone.startswith("resnet"):
+    if backbone == "inception_v3":
+        # torchvision's Inception weights (ported from TensorFlow) expect inputs in
+        # [-1, 1]; transform_input maps ImageNet-normalised images there, as
+        # torchvision.models.inception_v3(weights=...) does.
+        return {"bn_unbiased_running_var": True, "transform_input": True, **kwargs}
+    if backbone.startswith(("resnet", "vgg")):
         # torchvision's weights: keep their running statistics as PyTorch updates them
         # (unbiased running variance), unless the config says otherwise.
         return {"bn_unbiased_running_var": True, **kwargs}
