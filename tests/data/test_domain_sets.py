@@ -394,3 +394,14 @@ def test_color_environment_statistics_and_determinism():
 def test_colored_fashion_missing_files_say_how_to_install(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         dg_offline.colored_fashion(directory=tmp_path)
+
+
+def test_command_line_lists_and_shows_sets(capsys):
+    domain_sets.main(["list"])
+    out = capsys.readouterr().out
+    assert "rotated_digits" in out and "PACS" in out
+    domain_sets.main(["show", "rotated_digits", "--image_size", "8", "--option",
+                      "holdout_fraction=0.5"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "6 domains, 10 classes, examples (8, 8, 1) float32" in out
+    assert "75: in    150  out    149" in out  # int(0.5 * 299) out

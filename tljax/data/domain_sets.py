@@ -457,4 +457,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's main: the builders' DomainSet is that module's class.
+    from tljax.data import domain_sets as _module
+
+    _module.main()
