@@ -405,3 +405,16 @@ def test_command_line_lists_and_shows_sets(capsys):
     out = capsys.readouterr().out
     assert "6 domains, 10 classes, examples (8, 8, 1) float32" in out
     assert "75: in    150  out    149" in out  # int(0.5 * 299) out
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_installed_plugin_sets_are_found_through_entry_points(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    ep = EntryPoint("plugged", "tljax.data.dg_offline:digits_styles", "tljax.domain_sets")
+    monkeypatch.setattr(domain_sets._registry, "entry_points", lambda group: {ep.name: ep})
+    assert "plugged" in domain_sets.domain_set_names()
+    assert domain_sets.domain_set_options("plugged")[0] == "styles"
+    ds = get_domain_set("plugged", image_size=8, styles=("plain", "inverted"))
+    assert ds.domain_names() == ("plain", "inverted")
+    assert "drawn in one style" in domain_sets.domain_set_description("plugged")
