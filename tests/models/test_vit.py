@@ -85,6 +85,33 @@ def test_prefixed_keys_drop_the_classifier():
     )
 
 
+def test_transformers5_in_memory_names_load_the_same():
+    """transformers >= 5 renames the blocks in memory (layers.N.attention.q_proj, mlp.fc1)."""
+    sd = hf_vit(pooler=False)
+    renamed = {}
+    for k, v in sd.items():
+        for old, new in (
+            ("encoder.layer.", "layers."),
+            ("attention.attention.query", "attention.q_proj"),
+            ("attention.attention.key", "attention.k_proj"),
+            ("attention.attention.value", "attention.v_proj"),
+            ("attention.output.dense", "attention.o_proj"),
+            ("intermediate.dense", "mlp.fc1"),
+            ("output.dense", "mlp.fc2"),
+        ):
+            k = k.replace(old, new)
+        renamed[k] = v
+    assert "layers.1.mlp.fc2.weight" in renamed and len(renamed) == len(sd)
+    a, b = vit_tiny((16, 16, 3), rngs=nnx.Rngs(0)), vit_tiny((16, 16, 3), rngs=nnx.Rngs(1))
+    load_hf_vit(a, sd)
+    load_hf_vit(b, renamed)
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        nnx.to_pure_dict(nnx.state(a)),
+        nnx.to_pure_dict(nnx.state(b)),
+    )
+
+
 def test_strict_loading_errors_and_nothing_written():
     model = vit_tiny((16, 16, 3), rngs=nnx.Rngs(0), add_pooler=True)
     before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model)))

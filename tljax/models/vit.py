@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -376,13 +377,36 @@ _LAYER = {
 }
 
 
+# transformers >= 5 names ViTModel's blocks differently in memory (its loader renames the
+# published checkpoints' keys); such state dicts are mapped back to the published names.
+_RENAMED = (
+    (re.compile(r"^layers\.(\d+)\."), r"encoder.layer.\1."),
+    (re.compile(r"\.attention\.q_proj\."), ".attention.attention.query."),
+    (re.compile(r"\.attention\.k_proj\."), ".attention.attention.key."),
+    (re.compile(r"\.attention\.v_proj\."), ".attention.attention.value."),
+    (re.compile(r"\.attention\.o_proj\."), ".attention.output.dense."),
+    (re.compile(r"\.mlp\.fc1\."), ".intermediate.dense."),
+    (re.compile(r"\.mlp\.fc2\."), ".output.dense."),
+)
+
+
+def _published_key(key: str) -> str:
+    if not key.startswith("layers."):
+        return key
+    for pattern, repl in _RENAMED:
+        key = pattern.sub(repl, key)
+    return key
+
+
 def load_hf_vit(model: ViT, state_dict: Mapping[str, np.ndarray]) -> None:
     """Loads Hugging Face ``ViTModel`` weights into a :class:`ViT` (in place).
 
-    Accepts ``ViTModel`` keys (``embeddings.cls_token``,
-    ``encoder.layer.N.attention.attention.query.weight``, ``layernorm.weight``…) or
-    ``vit.``-prefixed ones (``ViTForImageClassification``; keys outside the prefix, i.e.
-    the classifier, are dropped). The patch convolution goes OIHW → HWIO, dense weights
+    Accepts ``ViTModel`` keys as published (``embeddings.cls_token``,
+    ``encoder.layer.N.attention.attention.query.weight``, ``layernorm.weight``…), as
+    ``transformers`` >= 5 names them in memory (``layers.N.attention.q_proj.weight``,
+    ``layers.N.mlp.fc1.weight``…; errors then name the published keys), or
+    ``vit.``-prefixed (``ViTForImageClassification``; keys outside the prefix, i.e. the
+    classifier, are dropped). The patch convolution goes OIHW → HWIO, dense weights
     are transposed; position embeddings for another grid are resized with
     :func:`interpolate_pos_embed`. A checkpoint's pooler is dropped when the model has
     none. Strict as :func:`tljax.models.weights.load_hf_bert`: nothing is written unless
@@ -400,6 +424,7 @@ def load_hf_vit(model: ViT, state_dict: Mapping[str, np.ndarray]) -> None:
         )
     if any(k.startswith("vit.") for k in state_dict):
         state_dict = {k[4:]: v for k, v in state_dict.items() if k.startswith("vit.")}
+    state_dict = {_published_key(k): v for k, v in state_dict.items()}
     if model.pooler is None:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("pooler.")}
     grid = tuple(model.embeddings.grid)
