@@ -9,7 +9,8 @@ and test lists together) and split 80/20 into "in" (``train``) and "out" (``test
 :func:`tljax.data.domain_sets.in_out_split`, seeded by ``data_seed``. Domains come in
 DomainBed's order (sorted folder names). Images are resized to ``image_size`` (default
 224) without keeping the aspect ratio and held as uint8 NHWC RGB (150 KB per 224x224
-image; the train and eval steps convert on the device, :mod:`tljax.data.pixels`).
+image; the train and eval steps convert on the device, :mod:`tljax.data.pixels`), or
+with ``stream=True`` kept on disk and decoded on access (:class:`StreamedSubset`).
 
 Prepare a set's domains once (TF-free; the sources are manual downloads, see
 :data:`SETS` and each builder's ``MANUAL_DOWNLOAD_INSTRUCTIONS``)::
@@ -40,14 +41,19 @@ from tljax.data.benchmarks import builders
 from tljax.data.benchmarks.loader import (
     Benchmark,
     DatasetNotFoundError,
+    StreamedImages,
     _data_source,
+    _pool,
+    _read_labels,
     _read_split,
     get_benchmark,
 )
+from tljax.data.core import Domain, Split
 from tljax.data.domain_sets import (
     HOLDOUT_FRACTION,
     DomainSet,
     check_holdout_fraction,
+    in_out_split,
     split_domain,
 )
 
@@ -198,24 +204,113 @@ def _select(photo_set: PhotoSet, domains: Sequence[str] | None):
     return tuple(d for d in photo_set.domains if d[0] in domains)
 
 
-def _load_images(
-    photo_set: PhotoSet, spec: Benchmark, data_dir, size: int, limit: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """All images of one domain (train and test splits together), at most ``limit``."""
+class StreamedSubset:
+    """Some images of one or more :class:`StreamedImages`, decoded on access (array-like).
+
+    The images are those at positions ``index`` of the concatenation of ``parts`` (a
+    domain's TFDS splits); ``x[i]``, ``x[a:b]``, ``x[index_array]``, ``example(i)``,
+    ``shape``, ``dtype`` and ``len`` behave as :class:`StreamedImages`' do, so the
+    in-memory and grain streams read it alike.
+
+    Args:
+      parts: the streamed splits, all of one image shape.
+      index: positions in their concatenation, ``(n,)``.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, parts: Sequence[StreamedImages], index: np.ndarray):
+        shapes = {tuple(p.shape[1:]) for p in parts}
+        if len(shapes) != 1:
+            raise ValueError(f"The streamed parts have different image shapes: {shapes}.")
+        self.parts = tuple(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.index = np.asarray(index, np.int64)
+        if self.index.size and not 0 <= self.index.min() <= self.index.max() < self.starts[-1]:
+            raise ValueError(f"index must lie in [0, {self.starts[-1]}).")
+        self.shape = (len(self.index), *shapes.pop())
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def example(self, i: int) -> np.ndarray:
+        """Decodes image ``i`` to a uint8 ``(h, w, 3)`` array."""
+        position = int(self.index[int(i)])
+        k = int(np.searchsorted(self.starts, position, side="right")) - 1
+        return self.parts[k].example(position - int(self.starts[k]))
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"index {key} out of range for {len(self)} images")
+            return self.example(i)
+        index = np.arange(len(self))[key]
+        if index.ndim != 1:
+            raise TypeError(f"StreamedSubset takes an int, a slice or a 1-D index, got {key!r}.")
+        out = np.empty((len(index), *self.shape[1:]), np.uint8)
+        for j, image in enumerate(_pool().map(self.example, index.tolist())):
+            out[j] = image
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"StreamedSubset(shape={self.shape}, dtype=uint8)"
+
+
+def _sources(photo_set: PhotoSet, spec: Benchmark, data_dir, limit: int | None):
+    """``(split's data source, number of records to take)`` of one domain's splits."""
     builder = spec.builder(config=spec.config, data_dir=data_dir)
-    xs, ys = [], []
+    out, taken = [], 0
     for split in dict.fromkeys((spec.train_split, spec.test_split)):
-        left = None if limit is None else limit - sum(len(y) for y in ys)
-        if left == 0:
+        if limit is not None and taken >= limit:
             break
         try:
             source = _data_source(spec, builder, split)
         except DatasetNotFoundError as e:
             raise DomainSetNotFoundError(missing_message(photo_set, spec, builder)) from e
-        part = _read_split(source, max_examples=left, size=(size, size), channels=3, dtype="uint8")
-        xs.append(part.x)
-        ys.append(part.y)
-    return np.concatenate(xs), np.concatenate(ys)
+        n = len(source) if limit is None else min(len(source), limit - taken)
+        out.append((source, n))
+        taken += n
+    return out
+
+
+def _load_domain(
+    photo_set: PhotoSet,
+    k: int,
+    *,
+    data_dir,
+    size: int,
+    limit: int | None,
+    stream: bool,
+    holdout_fraction: float,
+    data_seed: int,
+) -> Domain:
+    """Domain ``k`` of the set: all its images (train and test splits together, at most
+    ``limit``), split into in/out."""
+    domain, spec = photo_set.domains[k]
+    sources = _sources(photo_set, spec, data_dir, limit)
+    seed = [data_seed, 2, k]
+    if not stream:
+        parts = [
+            _read_split(source, max_examples=n, size=(size, size), channels=3, dtype="uint8")
+            for source, n in sources
+        ]
+        x = np.concatenate([p.x for p in parts])
+        y = np.concatenate([p.y for p in parts])
+        return split_domain(domain, x, y, holdout_fraction=holdout_fraction, seed=seed)
+    images = [StreamedImages(source, n, size=(size, size), channels=3) for source, n in sources]
+    y = np.concatenate([_read_labels(source, n) for source, n in sources])
+    in_idx, out_idx = in_out_split(len(y), holdout_fraction=holdout_fraction, seed=seed)
+    return Domain(
+        domain,
+        Split(StreamedSubset(images, in_idx), y[in_idx]),
+        Split(StreamedSubset(images, out_idx), y[out_idx]),
+    )
 
 
 def photo_domain_set(
@@ -227,6 +322,7 @@ def photo_domain_set(
     max_per_domain: int | None = None,
     domains: Sequence[str] | None = None,
     holdout_fraction: float = HOLDOUT_FRACTION,
+    stream: bool = False,
 ) -> DomainSet:
     """Loads photo set ``name`` (a key of :data:`SETS`) from prepared TFDS data.
 
@@ -240,6 +336,9 @@ def photo_domain_set(
         stored order (shuffled deterministically when prepared); ``None``: all.
       domains: a subset of the domain names to load, in the set's order (default: all).
       holdout_fraction: fraction of each domain in its "out" (test) split.
+      stream: keep the images on disk: each split's ``x`` is a :class:`StreamedSubset`
+        (uint8, decoded on access, the same values as in memory); only the labels are
+        read up front. For sets that do not fit in memory (DomainNet: ~88 GB at 224).
 
     Returns:
       The set: uint8 images ``(n, s, s, 3)``, int32 labels.
@@ -262,15 +361,24 @@ def photo_domain_set(
     size = PHOTO_SIZE if image_size is None else int(image_size)
     data_dir = os.fspath(data_dir) if data_dir else None
     limit = None if max_per_domain is None else int(max_per_domain)
-    out = []
-    for k, (domain, spec) in enumerate(photo_set.domains):
-        if domain not in dict(_select(photo_set, domains)):
-            continue
-        x, y = _load_images(photo_set, spec, data_dir, size, limit)
-        out.append(
-            split_domain(domain, x, y, holdout_fraction=holdout_fraction, seed=[data_seed, 2, k])
+    if stream not in (True, False):
+        raise ValueError(f"stream must be True or False, got {stream!r}.")
+    chosen = dict(_select(photo_set, domains))
+    out = tuple(
+        _load_domain(
+            photo_set,
+            k,
+            data_dir=data_dir,
+            size=size,
+            limit=limit,
+            stream=stream,
+            holdout_fraction=holdout_fraction,
+            data_seed=data_seed,
         )
-    return DomainSet(name, tuple(out), num_classes=photo_set.num_classes)
+        for k, (domain, _) in enumerate(photo_set.domains)
+        if domain in chosen
+    )
+    return DomainSet(name, out, num_classes=photo_set.num_classes)
 
 
 def _builder_for(name: str):
@@ -282,6 +390,7 @@ def _builder_for(name: str):
         max_per_domain: int | None = None,
         domains: Sequence[str] | None = None,
         holdout_fraction: float = HOLDOUT_FRACTION,
+        stream: bool = False,
     ) -> DomainSet:
         return photo_domain_set(
             name,
@@ -291,6 +400,7 @@ def _builder_for(name: str):
             max_per_domain=max_per_domain,
             domains=domains,
             holdout_fraction=holdout_fraction,
+            stream=stream,
         )
 
     build.__name__ = build.__qualname__ = name

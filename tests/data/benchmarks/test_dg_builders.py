@@ -204,6 +204,21 @@ def test_domainnet_dg_uses_train_and_test_lists_together(tmp_path):
                                 domains=["sketch", "real"])  # fmt: skip
     colors = {DOMAINNET_CLASSES.index(c): COLORS[k] for k, c in enumerate(classes)}
     check_set(ds, ("real", "sketch"), [6, 6], 8, 345, colors)
+    # Streamed: the same images and labels, decoded on access, across both TFDS splits.
+    streamed = dg_photos.domainnet_dg(image_size=8, data_dir=tmp_path / "data", stream=True,
+                                      domains=["sketch", "real"])  # fmt: skip
+    streamed.validate()
+    for a, b in zip(ds.domains, streamed.domains, strict=True):
+        for sa, sb in ((a.train, b.train), (a.test, b.test)):
+            assert isinstance(sb.x, dg_photos.StreamedSubset) and sb.x.shape == sa.x.shape
+            np.testing.assert_array_equal(sa.y, sb.y)
+            np.testing.assert_array_equal(np.asarray(sb.x), sa.x)
+            np.testing.assert_array_equal(sb.x[-1], sa.x[-1])
+            pick = [len(sa.y) - 1, 0]
+            np.testing.assert_array_equal(sb.x[pick], sa.x[pick])
+    limited = dg_photos.domainnet_dg(image_size=8, data_dir=tmp_path / "data", stream=True,
+                                     domains=["real", "sketch"], max_per_domain=5)  # fmt: skip
+    assert [len(d.train) + len(d.test) for d in limited.domains] == [5, 5]
 
 
 # ------------------------------------------------------------------------------- errors
