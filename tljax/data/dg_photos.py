@@ -338,7 +338,8 @@ def photo_domain_set(
       holdout_fraction: fraction of each domain in its "out" (test) split.
       stream: keep the images on disk: each split's ``x`` is a :class:`StreamedSubset`
         (uint8, decoded on access, the same values as in memory); only the labels are
-        read up front. For sets that do not fit in memory (DomainNet: ~88 GB at 224).
+        read up front. For sets that do not fit in memory (DomainNet: 586,575
+        images x 150,528 bytes at 224x224 = 88 GB).
 
     Returns:
       The set: uint8 images ``(n, s, s, 3)``, int32 labels.
