@@ -322,17 +322,20 @@ def test_digits_styles_seed_and_options():
 
 
 @pytest.fixture(scope="module")
-def fashion_14():
-    """Fashion-MNIST's 70,000 images at every second pixel (uint8 bytes -> index) and
-    classes, read with the IDX reader."""
-    from tljax.data.idx import read_idx
+def fashion_splits():
+    from tljax.data.idx import load_fashion_mnist
 
-    images = np.concatenate(
-        [read_idx(Path(FASHION_MNIST_DIR, f"{s}-images-idx3-ubyte.gz")) for s in ("train", "t10k")]
-    )[:, ::2, ::2]
-    classes = np.concatenate(
-        [read_idx(Path(FASHION_MNIST_DIR, f"{s}-labels-idx1-ubyte.gz")) for s in ("train", "t10k")]
-    )
+    return load_fashion_mnist()
+
+
+@pytest.fixture
+def fashion_14(fashion_splits, monkeypatch):
+    """Fashion-MNIST's 70,000 images at every second pixel (uint8 bytes -> indices) and
+    classes; the builders read the files once per module (``fashion_splits``)."""
+    monkeypatch.setattr(dg_offline, "load_fashion_mnist", lambda directory: fashion_splits)
+    train, test = fashion_splits
+    images = np.rint(np.concatenate([train.x, test.x])[:, ::2, ::2, 0] * 255).astype(np.uint8)
+    classes = np.concatenate([train.y, test.y])
     index: dict[bytes, list[int]] = {}
     for i, image in enumerate(images):
         index.setdefault(image.tobytes(), []).append(i)
@@ -368,10 +371,19 @@ def test_colored_fashion_follows_the_colored_mnist_recipe(fashion_14):
 
 
 @needs_fashion
-def test_colored_fashion_sizes():
+def test_colored_fashion_sizes_and_seeds(fashion_splits, monkeypatch):
+    # Fashion-MNIST read once for the four builds.
+    monkeypatch.setattr(dg_offline, "load_fashion_mnist", lambda directory: fashion_splits)
     ds = dg_offline.colored_fashion(per_domain=20, image_size=28, flips=(0.1, 0.9))
     assert ds.domain_names() == ("+90%", "-90%")
     assert ds.domains[0].train.x.shape == (16, 28, 28, 2)
+    assert dg_offline.colored_fashion(per_domain=5, image_size=7).domains[0].test.x.shape == (
+        1, 7, 7, 2)  # fmt: skip
+    a, b, c = (dg_offline.colored_fashion(per_domain=200, data_seed=s) for s in (4, 4, 5))
+    for da, db, dc in zip(a.domains, b.domains, c.domains, strict=True):
+        np.testing.assert_array_equal(da.train.x, db.train.x)
+        np.testing.assert_array_equal(da.test.y, db.test.y)
+        assert not np.array_equal(da.train.x, dc.train.x)
 
 
 def test_color_environment_statistics_and_determinism():
