@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tljax.models.mixstyle import MixStyle
+
 
 @jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
@@ -65,7 +67,12 @@ class LeNet(nnx.Module):
       fc_dim: width of a ``Linear → ReLU`` layer on the flattened maps (0 = none; the
         features are then the flattened maps).
       dropout: channel dropout after ``conv2`` and dropout after the ``fc`` layer (0 = none).
-      rngs: NNX random streams for initialisation (and dropout).
+      mixstyle_layers: conv blocks (``"conv1"``, ``"conv2"``) after whose max-pool a
+        :class:`~tljax.models.mixstyle.MixStyle` layer re-styles the maps in training mode.
+        Empty (the default) builds none: parameters and outputs are as without the option.
+        The returned ``"conv1"``/``"conv2"`` maps are after MixStyle.
+      mixstyle_p, mixstyle_alpha, mixstyle_mode: MixStyle's ``p``, ``alpha`` and ``mode``.
+      rngs: NNX random streams for initialisation (and dropout/MixStyle).
     """
 
     def __init__(
@@ -76,6 +83,10 @@ class LeNet(nnx.Module):
         padding="VALID",
         fc_dim: int = 0,
         dropout: float = 0.0,
+        mixstyle_layers: tuple[str, ...] = (),
+        mixstyle_p: float = 0.5,
+        mixstyle_alpha: float = 0.1,
+        mixstyle_mode: str = "random",
         rngs: nnx.Rngs,
     ):
         h, w, c = input_shape
@@ -101,13 +112,31 @@ class LeNet(nnx.Module):
         self.fc = nnx.Linear(flat, fc_dim, rngs=rngs) if fc_dim else None
         self.fc_drop = nnx.Dropout(dropout, rngs=rngs) if (dropout and fc_dim) else None
         self.feature_dim = fc_dim or flat
+        if set(mixstyle_layers) - {"conv1", "conv2"}:
+            raise ValueError(
+                f"Unknown LeNet mixstyle_layers {tuple(mixstyle_layers)}; valid: ('conv1', "
+                "'conv2')."
+            )
+        if mixstyle_layers:
+            self.mixstyle = nnx.Dict(
+                {
+                    name: MixStyle(
+                        p=mixstyle_p, alpha=mixstyle_alpha, mode=mixstyle_mode, rngs=rngs
+                    )
+                    for name in ("conv1", "conv2")
+                    if name in mixstyle_layers
+                }
+            )
+
+    def _mixstyle(self, name: str, x: jax.Array) -> jax.Array:
+        return self.mixstyle[name](x) if name in getattr(self, "mixstyle", {}) else x
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        a1 = max_pool_2x2(nnx.relu(self.conv1(x)))
+        a1 = self._mixstyle("conv1", max_pool_2x2(nnx.relu(self.conv1(x))))
         a2 = self.conv2(a1)
         if self.conv2_drop is not None:
             a2 = self.conv2_drop(a2)
-        a2 = max_pool_2x2(nnx.relu(a2))
+        a2 = self._mixstyle("conv2", max_pool_2x2(nnx.relu(a2)))
         f = a2.reshape(a2.shape[0], -1)
         if self.fc is not None:
             f = nnx.relu(self.fc(f))
@@ -124,6 +153,10 @@ def lenet(
     padding="VALID",
     fc_dim: int = 0,
     dropout: float = 0.0,
+    mixstyle_layers=(),
+    mixstyle_p: float = 0.5,
+    mixstyle_alpha: float = 0.1,
+    mixstyle_mode: str = "random",
 ) -> LeNet:
     """Factory used by the model registry."""
     return LeNet(
@@ -132,6 +165,10 @@ def lenet(
         padding=padding,
         fc_dim=int(fc_dim),
         dropout=float(dropout),
+        mixstyle_layers=tuple(mixstyle_layers),
+        mixstyle_p=float(mixstyle_p),
+        mixstyle_alpha=float(mixstyle_alpha),
+        mixstyle_mode=mixstyle_mode,
         rngs=rngs,
     )
 

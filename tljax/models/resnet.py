@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tljax.models.mixstyle import MixStyle
 from tljax.models.norm import BatchNorm
 
 
@@ -182,10 +183,17 @@ class ResNet(nnx.Module):
         ``--config.model.backbone_kwargs.remat=block``.
       bn_unbiased_running_var: BatchNorm updates its running variance with the unbiased
         batch variance, as PyTorch (default when torchvision weights are imported).
-      rngs: NNX random streams for initialisation.
+      mixstyle_layers: stages (``"layer1"``..``"layer4"``) after which a
+        :class:`~tljax.models.mixstyle.MixStyle` layer re-styles the feature maps in
+        training mode (the paper places it after the early stages, res1-res3, not after
+        the last; e.g. ``("layer1", "layer2")``). Empty (the default) builds none:
+        parameters and outputs are as without the option. The stage outputs in the
+        returned dict are after MixStyle.
+      mixstyle_p, mixstyle_alpha, mixstyle_mode: MixStyle's ``p``, ``alpha`` and ``mode``.
+      rngs: NNX random streams for initialisation (and MixStyle's ``dropout`` stream).
 
     Raises:
-      ValueError: for an unknown ``arch`` or ``remat``.
+      ValueError: for an unknown ``arch``, ``remat`` or MixStyle layer.
     """
 
     def __init__(
@@ -197,6 +205,10 @@ class ResNet(nnx.Module):
         small_input: bool = False,
         remat: str = "none",
         bn_unbiased_running_var: bool = False,
+        mixstyle_layers: tuple[str, ...] = (),
+        mixstyle_p: float = 0.5,
+        mixstyle_alpha: float = 0.1,
+        mixstyle_mode: str = "random",
         rngs: nnx.Rngs,
     ):
         if arch not in ARCHS:
@@ -229,6 +241,21 @@ class ResNet(nnx.Module):
             for _, node in nnx.iter_graph(self):
                 if isinstance(node, BatchNorm):
                     node.unbiased_running_var = True
+        stage_names = ("layer1", "layer2", "layer3", "layer4")
+        if set(mixstyle_layers) - set(stage_names):
+            raise ValueError(
+                f"Unknown ResNet mixstyle_layers {tuple(mixstyle_layers)}; valid: {stage_names}."
+            )
+        if mixstyle_layers:  # only built when asked for: the default network is unchanged
+            self.mixstyle = nnx.Dict(
+                {
+                    name: MixStyle(
+                        p=mixstyle_p, alpha=mixstyle_alpha, mode=mixstyle_mode, rngs=rngs
+                    )
+                    for name in stage_names
+                    if name in mixstyle_layers
+                }
+            )
 
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
         if x.ndim != 4:
@@ -240,6 +267,8 @@ class ResNet(nnx.Module):
         for name in ("layer1", "layer2", "layer3", "layer4"):
             for blk in getattr(self, name):
                 x = _call_block(blk, x) if self.remat == "block" else blk(x)
+            if name in getattr(self, "mixstyle", {}):
+                x = self.mixstyle[name](x)
             out[name] = x
         out["features"] = jnp.mean(x, axis=(1, 2))
         if self.fc is not None:
@@ -268,6 +297,10 @@ def _factory(arch: str, feature_dim: int):
         small_input=False,
         remat="none",
         bn_unbiased_running_var=False,
+        mixstyle_layers=(),
+        mixstyle_p=0.5,
+        mixstyle_alpha=0.1,
+        mixstyle_mode="random",
     ) -> ResNet:
         if len(tuple(input_shape)) != 3:
             raise ValueError(
@@ -280,6 +313,10 @@ def _factory(arch: str, feature_dim: int):
             small_input=small_input,
             remat=remat,
             bn_unbiased_running_var=bn_unbiased_running_var,
+            mixstyle_layers=tuple(mixstyle_layers),
+            mixstyle_p=float(mixstyle_p),
+            mixstyle_alpha=float(mixstyle_alpha),
+            mixstyle_mode=mixstyle_mode,
             rngs=rngs,
         )
 
