@@ -41,6 +41,13 @@ FC = 32  # a narrow FC stack keeps the NumPy reference and the test small (4096 
 # The freezing rules docs/transfer.md gives for VGG (paths under a Classifier).
 LINEAR_PROBE = ((r"^model/backbone/", None), (r".*", 1.0))
 TRAIN_CLASSIFIER = ((r"^model/backbone/features/", None), (r".*", 1.0))
+GRADUAL_VGG16_BN = (
+    (r"^model/backbone/classifier/", 1.0),
+    (r"^model/backbone/features/(3[4-9]|4[0-3])/", (1.0, 1000)),
+    (r"^model/backbone/features/(2[4-9]|3[0-3])/", (1.0, 2000)),
+    (r"^model/backbone/", (1.0, 3000)),
+    (r".*", 1.0),
+)
 DISCRIMINATIVE = (
     (r"^model/backbone/features/", 0.1),
     (r"^model/backbone/classifier/", 0.5),
@@ -215,6 +222,34 @@ def test_dropout_in_training_only():
     c = np.asarray(feats(model, x))
     assert (c == 0).mean() > (a == 0).mean() + 0.2
     assert (c == 0).mean() < 0.95
+
+
+def test_gradual_unfreezing_stage_regexes_of_vgg16_bn():
+    """The stage regexes docs/transfer.md lists for vgg16_bn select exactly the convolutions
+    and BatchNorms of the last two stages (features 24-31 and 34-41)."""
+    model = nnx.eval_shape(lambda: get_backbone_factory("vgg16_bn")((32, 32, 3), rngs=nnx.Rngs(0)))
+    params = {"model": {"backbone": nnx.to_pure_dict(nnx.state(model, nnx.Param))}}
+    _, report = optim.match_rules(params, GRADUAL_VGG16_BN)
+    rules = {p: r for p, (_, r) in report.items()}
+    layer = {p: int(p.split("/")[3]) for p in rules if "/features/" in p}
+    assert {i for i, r in ((layer[p], rules[p]) for p in layer) if r == (1.0, 1000)} == {
+        34,
+        35,
+        37,
+        38,
+        40,
+        41,
+    }
+    assert {i for i, r in ((layer[p], rules[p]) for p in layer) if r == (1.0, 2000)} == {
+        24,
+        25,
+        27,
+        28,
+        30,
+        31,
+    }
+    assert rules["model/backbone/classifier/3/kernel"] == 1.0
+    assert rules["model/backbone/features/21/scale"] == (1.0, 3000)
 
 
 def _classifier_params():
