@@ -126,12 +126,13 @@ def test_lm_head_is_tied_to_wte(loaded):
     other = GPT2(CFG, lm_head=True, rngs=nnx.Rngs(0))
     load_hf_gpt2(other, sd)
     run = _run(other)
-    out = run(nnx.state(other), ids)
+    # np.asarray waits for the result; a new array (not an in-place write) replaces wte.
+    out = jax.tree.map(np.asarray, run(nnx.state(other), ids))
     delta = np.random.default_rng(0).standard_normal(32).astype(np.float32)
     emb = np.array(other.wte.embedding[...])
     emb[7] += delta
-    other.wte.embedding[...] = emb
-    out2 = run(nnx.state(other), ids)
+    other.wte.embedding.set_value(jnp.asarray(emb))
+    out2 = jax.tree.map(np.asarray, run(nnx.state(other), ids))
     np.testing.assert_array_equal(out2["hidden_states"], out["hidden_states"])
     diff = np.asarray(out2["lm_logits"] - out["lm_logits"])
     np.testing.assert_allclose(diff[..., 7], np.asarray(out["hidden_states"]) @ delta, atol=1e-5)
