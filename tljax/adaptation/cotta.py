@@ -44,7 +44,7 @@ import math
 import jax
 import jax.numpy as jnp
 import optax
-from jax.scipy.ndimage import map_coordinates
+from jax.scipy.special import ndtri
 
 from tljax import optim
 from tljax.adaptation.base import (
@@ -58,61 +58,91 @@ from tljax.adaptation.base import (
 )
 
 TRAINABLE = ("all", "bn")
-
-
-def _uniform(key, shape, lo, hi):
-    return jax.random.uniform(key, shape, jnp.float32, lo, hi)
+# (low, high) of the per-image draws of `augment` (the official get_tta_transforms):
+# brightness, contrast, saturation, gamma, rotation (degrees), scale, row and column
+# shift (fractions of the size), flip (< 0.5: mirrored).
+_RANGES = (
+    (0.6, 1.4),
+    (0.7, 1.3),
+    (0.5, 1.5),
+    (0.7, 1.3),
+    (-15.0, 15.0),
+    (0.9, 1.1),
+    (-1 / 16, 1 / 16),
+    (-1 / 16, 1 / 16),
+    (0.0, 1.0),
+)
 
 
 def _warp(img, matrix):
     """``img`` (h, w, c) resampled at ``matrix @ (row, col, 1)`` about the centre,
-    bilinear, borders replicated."""
+    bilinear, borders replicated (source coordinates clamped to the image)."""
     h, w, c = img.shape
     cy, cx = (h - 1) / 2, (w - 1) / 2
     rows, cols = jnp.meshgrid(jnp.arange(h) - cy, jnp.arange(w) - cx, indexing="ij")
     src = jnp.einsum("ij,jhw->ihw", matrix, jnp.stack([rows, cols, jnp.ones_like(rows)]))
-    coords = [src[0] + cy, src[1] + cx]
-    per_channel = lambda ch: map_coordinates(ch, coords, order=1, mode="nearest")  # noqa: E731
-    return jax.vmap(per_channel, in_axes=2, out_axes=2)(img)
+    r = jnp.clip(src[0] + cy, 0, h - 1)
+    q = jnp.clip(src[1] + cx, 0, w - 1)
+    r0 = jnp.minimum(jnp.floor(r), h - 2)
+    q0 = jnp.minimum(jnp.floor(q), w - 2)
+    fr, fq = (r - r0)[..., None], (q - q0)[..., None]
+    flat = img.reshape(h * w, c)
+    at = lambda rr, qq: flat[(rr * w + qq).astype(jnp.int32)]  # noqa: E731
+    top = (1 - fq) * at(r0, q0) + fq * at(r0, q0 + 1)
+    bottom = (1 - fq) * at(r0 + 1, q0) + fq * at(r0 + 1, q0 + 1)
+    return (1 - fr) * top + fr * bottom
+
+
+def uniforms_per_view(shape) -> int:
+    """How many ``U(0, 1)`` numbers :func:`augment_from_uniform` takes per image of a batch
+    of ``shape`` ``(n, h, w, c)``."""
+    return len(_RANGES) + math.prod(shape[1:])
 
 
 def augment(x: jax.Array, key: jax.Array, *, flip: bool = False, noise: float = 0.005):
     """One random view of every image of the batch ``x`` (``(n, h, w, c)``, uint8 pixels
     or floats); see the module docstring for the transforms. Returns ``x``'s shape and
     dtype."""
+    u = jax.random.uniform(key, (x.shape[0], uniforms_per_view(x.shape)), jnp.float32)
+    return augment_from_uniform(x, u, flip=flip, noise=noise)
+
+
+def augment_from_uniform(x: jax.Array, u: jax.Array, *, flip: bool = False, noise: float = 0.005):
+    """:func:`augment` with its random numbers given: ``u`` is ``(n, uniforms_per_view)``
+    ``U(0, 1)`` numbers, the per-image parameters first, then the Gaussian noise (through
+    the inverse normal CDF). One random draw in all: every ``jax.random`` call costs
+    XLA:CPU seconds of compile time."""
     pixels = x.dtype == jnp.uint8
     v = x.astype(jnp.float32) / 255.0 if pixels else x.astype(jnp.float32)
     n, h, w, c = v.shape
-    k = jax.random.split(key, 9)
-    b = _uniform(k[0], (n, 1, 1, 1), 0.6, 1.4)
-    ct = _uniform(k[1], (n, 1, 1, 1), 0.7, 1.3)
-    v = v * b
+    k = len(_RANGES)
+    lo, hi = jnp.array(_RANGES, jnp.float32).T
+    draws = lo + (hi - lo) * u[:, :k]
+    b, ct, s, g, angle, scale, dy, dx, mirror = (draws[:, i] for i in range(k))
+    per_image = lambda a: a[:, None, None, None]  # noqa: E731
+    v = v * per_image(b)
     mean = jnp.mean(v, axis=(1, 2, 3), keepdims=True)
-    v = mean + ct * (v - mean)
+    v = mean + per_image(ct) * (v - mean)
     if c == 3:
-        s = _uniform(k[2], (n, 1, 1, 1), 0.5, 1.5)
-        gray = v @ jnp.array([0.299, 0.587, 0.114], jnp.float32)
-        v = gray[..., None] + s * (v - gray[..., None])
+        gray = (v @ jnp.array([0.299, 0.587, 0.114], jnp.float32))[..., None]
+        v = gray + per_image(s) * (v - gray)
     if pixels:
-        g = _uniform(k[3], (n, 1, 1, 1), 0.7, 1.3)
-        v = jnp.clip(v, 0.0, 1.0) ** g
-    angle = _uniform(k[4], (n,), -15.0, 15.0) * math.pi / 180
-    scale = _uniform(k[5], (n,), 0.9, 1.1)
-    shift = _uniform(k[6], (n, 2), -1 / 16, 1 / 16) * jnp.array([h, w], jnp.float32)
+        v = jnp.clip(v, 0.0, 1.0) ** per_image(g)
+    angle = angle * math.pi / 180
     cos, sin = jnp.cos(angle) / scale, jnp.sin(angle) / scale
     # output (row, col) -> source: the inverse rotation and scale, then the shift
     matrix = jnp.stack(
         [
-            jnp.stack([cos, -sin, -shift[:, 0]], -1),
-            jnp.stack([sin, cos, -shift[:, 1]], -1),
+            jnp.stack([cos, -sin, -dy * h], -1),
+            jnp.stack([sin, cos, -dx * w], -1),
         ],
         1,
     )
     v = jax.vmap(_warp)(v, matrix)
     if flip:
-        mirror = jax.random.bernoulli(k[7], 0.5, (n, 1, 1, 1))
-        v = jnp.where(mirror, v[:, :, ::-1], v)
-    v = v + noise * jax.random.normal(k[8], v.shape, jnp.float32)
+        v = jnp.where(per_image(mirror) < 0.5, v[:, :, ::-1], v)
+    gauss = ndtri(jnp.clip(u[:, k:], 1e-7, 1 - 1e-7)).reshape(v.shape)
+    v = v + noise * gauss
     if pixels:
         return jnp.round(jnp.clip(v, 0.0, 1.0) * 255.0).astype(jnp.uint8)
     return v.astype(x.dtype)
@@ -131,17 +161,30 @@ def ema(teacher, student, alpha: float):
 
 def stochastic_restore(params, source, trained, key, p: float):
     """Each element of a ``trained`` leaf is replaced by its ``source`` value with
-    probability ``p`` (one Bernoulli draw per element); other leaves are returned as
-    they are."""
+    probability ``p`` (independent draws per element); other leaves are returned as they
+    are."""
+    u = jax.random.uniform(key, (num_trained(params, trained),), jnp.float32)
+    return restore_from_uniform(params, source, trained, u, p)
+
+
+def num_trained(params, trained) -> int:
+    """Number of elements in the ``trained`` leaves."""
+    flags = jax.tree.structure(params).flatten_up_to(trained)
+    return sum(x.size for x, t in zip(jax.tree.leaves(params), flags) if t)
+
+
+def restore_from_uniform(params, source, trained, u, p: float):
+    """:func:`stochastic_restore` with its ``U(0, 1)`` numbers given: ``u`` has one entry
+    per trained element, leaf by leaf in tree order; an element is restored if ``u < p``."""
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
-
-    def one(t, x, s, k):
-        if not t:
-            return x
-        return jnp.where(jax.random.bernoulli(k, p, x.shape), s, x)
-
-    return jax.tree.map(one, trained, params, source, keys)
+    flags = treedef.flatten_up_to(trained)
+    out, at = [], 0
+    for x, s, t in zip(leaves, treedef.flatten_up_to(source), flags):
+        if t:
+            x = jnp.where(u[at : at + x.size].reshape(x.shape) < p, s, x)
+            at += x.size
+        out.append(x)
+    return jax.tree.unflatten(treedef, out)
 
 
 def make(
@@ -199,11 +242,21 @@ def make(
     frozen = optim.frozen_mask(labels)
     trained = jax.tree.map(lambda f: not f, frozen)
 
+    restore_size = num_trained(ctx.params, trained)
+
+    def draw(key, shape):
+        """The step's one random draw: ``(N, n, uniforms_per_view)`` numbers for the
+        views, then one per trained element for the restore."""
+        per = uniforms_per_view(shape)
+        views = num_augmentations * shape[0] * per
+        u = jax.random.uniform(key, (views + restore_size,), jnp.float32)
+        return u[:views].reshape(num_augmentations, shape[0], per), u[views:]
+
     def init() -> AdaptState:
         extra = {"teacher": jax.tree.map(jnp.copy, ctx.params)}
         return initial_state(ctx, opt_state=tx.init(ctx.params), extra=extra)
 
-    def target(state: AdaptState, x, key):
+    def target(state: AdaptState, x, u):
         """The teacher's target logits and whether they were augmentation-averaged."""
         teacher = state.extra["teacher"]
         anchor = forward(ctx, ctx.params, ctx.rest, x, batch_stats=True)[0]
@@ -211,19 +264,18 @@ def make(
         averaged = confidence < ap
 
         def views():
-            def view(k):
-                xa = augment(x, k, flip=flip, noise=noise)
+            def view(uv):
+                xa = augment_from_uniform(x, uv, flip=flip, noise=noise)
                 return forward(ctx, teacher, state.rest, xa, batch_stats=True)[0]
 
-            return jnp.mean(jax.lax.map(view, jax.random.split(key, num_augmentations)), 0)
+            return jnp.mean(jax.lax.map(view, u), 0)
 
         plain = lambda: forward(ctx, teacher, state.rest, x, batch_stats=True)[0]  # noqa: E731
         return jax.lax.cond(averaged, views, plain), averaged, confidence
 
     def update(state: AdaptState, x, rng=None):
-        rng = jax.random.key(0) if rng is None else rng
-        k_aug, k_restore = jax.random.split(rng)
-        tgt, averaged, confidence = target(state, x, k_aug)
+        u_views, u_restore = draw(jax.random.key(0) if rng is None else rng, x.shape)
+        tgt, averaged, confidence = target(state, x, u_views)
         tgt = jax.lax.stop_gradient(tgt)
 
         def loss_fn(params):
@@ -235,8 +287,12 @@ def make(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = optax.apply_updates(state.params, updates)
         student = jax.tree.map(lambda f, old, p: old if f else p, frozen, state.params, new)
-        teacher = ema(state.extra["teacher"], student, ema_alpha)
-        student = stochastic_restore(student, ctx.params, trained, k_restore, restore_p)
+        # frozen leaves are equal in both: kept bitwise (α·a + (1 − α)·a may round)
+        moved = ema(state.extra["teacher"], student, ema_alpha)
+        teacher = jax.tree.map(
+            lambda f, old, t: old if f else t, frozen, state.extra["teacher"], moved
+        )
+        student = restore_from_uniform(student, ctx.params, trained, u_restore, restore_p)
         state = state.replace(
             params=student,
             opt_state=opt_state,
