@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.helpers import random_batch, tiny_setup
 from tljax.models.lenet import lenet
 from tljax.models.mixstyle import MixStyle, mix_statistics, mixstyle, mixstyle_partners
 from tljax.models.resnet import resnet18
@@ -172,16 +173,16 @@ def _forward(model):
     return run, graph, nnx.to_pure_dict(params), nnx.to_pure_dict(rest)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("highest_precision")
 @pytest.mark.parametrize(
     "build, kwargs, shape",
     [
         (lenet, {"mixstyle_layers": ("conv1", "conv2"), "mixstyle_p": 1.0}, (4, 20, 20, 1)),
-        pytest.param(
+        (
             resnet18,
             {"mixstyle_layers": ("layer1", "layer2"), "mixstyle_p": 1.0, "small_input": True},
             (4, 8, 8, 3),
-            marks=pytest.mark.slow,
         ),
     ],
     ids=["lenet", "resnet18"],
@@ -223,3 +224,30 @@ def test_backbone_option(build, kwargs, shape):
     np.testing.assert_allclose(
         run_mixed(params, rest, x)[0], run_plain(params, rest_plain, x)[0], rtol=1e-6, atol=1e-6
     )
+
+
+def test_in_the_train_step():
+    """Through the trainer (LeNet): same parameters as without MixStyle for the same seed, a
+    different training loss, gradients into every parameter, the layers' rng counters
+    advancing once per step in the state, and an unchanged eval step."""
+    kwargs = {"shape": (20, 20, 3), "channels": (4, 8)}
+    state, step, evaluate, _ = tiny_setup(
+        "source_only", mixstyle_layers=("conv1", "conv2"), mixstyle_p=1.0, **kwargs
+    )
+    plain, step_plain, evaluate_plain, _ = tiny_setup("source_only", **kwargs)
+    jax.tree.map(np.testing.assert_array_equal, state.params, plain.params)
+    batch = random_batch(shape=(20, 20, 3))
+    step = jax.jit(step)
+    new, metrics = step(state, batch)
+    _, metrics_plain = jax.jit(step_plain)(plain, batch)
+    assert np.isfinite(metrics["loss"])
+    assert abs(float(metrics["loss"]) - float(metrics_plain["loss"])) > 1e-4
+    for before, after in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params)):
+        assert np.any(np.asarray(before) != np.asarray(after))
+    new, _ = step(new, batch)
+    counts = [v for k, v in jax.tree_util.tree_leaves_with_path(new.rest) if "count" in str(k)]
+    assert len(counts) == 2 and all(int(c) == 2 for c in counts), counts
+    images = batch["source"]["image"]
+    out = jax.jit(evaluate)(new.params, new.rest, images)
+    ref = jax.jit(evaluate_plain)(new.params, plain.rest, images)
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-6), out, ref)

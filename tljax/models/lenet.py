@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tljax.models.mixstyle import MixStyle
+from tljax.models.mixstyle import MixStyle, mixstyle_rngs
 
 
 @jax.custom_vjp
@@ -118,10 +118,11 @@ class LeNet(nnx.Module):
                 "'conv2')."
             )
         if mixstyle_layers:
+            ms_rngs = mixstyle_rngs(rngs)  # draws nothing: other inits stay as they are
             self.mixstyle = nnx.Dict(
                 {
                     name: MixStyle(
-                        p=mixstyle_p, alpha=mixstyle_alpha, mode=mixstyle_mode, rngs=rngs
+                        p=mixstyle_p, alpha=mixstyle_alpha, mode=mixstyle_mode, rngs=ms_rngs
                     )
                     for name in ("conv1", "conv2")
                     if name in mixstyle_layers

@@ -162,6 +162,23 @@ def mixstyle(
     return jnp.where(jax.random.uniform(k_apply) < p, mixed, x)
 
 
+# Folded into the parent stream's key; larger than any draw count a model reaches, so the
+# derived key is none of the keys the parent stream hands out.
+_SIDE_STREAM_SALT = 2**31 - 0x4D53
+
+
+def mixstyle_rngs(rngs: nnx.Rngs, rng_collection: str = "dropout") -> nnx.Rngs:
+    """Random streams for a backbone's MixStyle layers that leave ``rngs`` untouched.
+
+    ``MixStyle`` (like ``nnx.Dropout``) forks its stream, which draws from it; built from the
+    backbone's ``rngs`` that would shift every later initialisation (the classifier head's,
+    for one). This derives a separate ``nnx.Rngs`` from the stream's key without drawing, so
+    a backbone with MixStyle has exactly the parameters of the one without for the same seed.
+    """
+    base = rngs[rng_collection].key[...]
+    return nnx.Rngs(**{rng_collection: jax.random.fold_in(base, _SIDE_STREAM_SALT)})
+
+
 class MixStyle(nnx.Module):
     """:func:`mixstyle` as a layer: active in training mode, the identity in eval mode.
 
@@ -220,4 +237,12 @@ class MixStyle(nnx.Module):
         )
 
 
-__all__ = ["MODES", "MixStyle", "instance_stats", "mix_statistics", "mixstyle", "mixstyle_partners"]
+__all__ = [
+    "MODES",
+    "MixStyle",
+    "instance_stats",
+    "mix_statistics",
+    "mixstyle",
+    "mixstyle_partners",
+    "mixstyle_rngs",
+]

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tljax.models.mixstyle import MixStyle
+from tljax.models.mixstyle import MixStyle, mixstyle_rngs
 from tljax.models.norm import BatchNorm
 
 
@@ -215,6 +215,11 @@ class ResNet(nnx.Module):
             raise ValueError(f"Unknown ResNet arch {arch!r}; valid archs: {sorted(ARCHS)}.")
         if remat not in REMAT:
             raise ValueError(f"Unknown ResNet remat {remat!r}; valid: {list(REMAT)}.")
+        stage_names = ("layer1", "layer2", "layer3", "layer4")
+        if set(mixstyle_layers) - set(stage_names):
+            raise ValueError(
+                f"Unknown ResNet mixstyle_layers {tuple(mixstyle_layers)}; valid: {stage_names}."
+            )
         self.remat = remat
         kind, depths = ARCHS[arch]
         block = BasicBlock if kind == "basic" else BottleneckBlock
@@ -241,16 +246,12 @@ class ResNet(nnx.Module):
             for _, node in nnx.iter_graph(self):
                 if isinstance(node, BatchNorm):
                     node.unbiased_running_var = True
-        stage_names = ("layer1", "layer2", "layer3", "layer4")
-        if set(mixstyle_layers) - set(stage_names):
-            raise ValueError(
-                f"Unknown ResNet mixstyle_layers {tuple(mixstyle_layers)}; valid: {stage_names}."
-            )
         if mixstyle_layers:  # only built when asked for: the default network is unchanged
+            ms_rngs = mixstyle_rngs(rngs)  # draws nothing: other inits stay as they are
             self.mixstyle = nnx.Dict(
                 {
                     name: MixStyle(
-                        p=mixstyle_p, alpha=mixstyle_alpha, mode=mixstyle_mode, rngs=rngs
+                        p=mixstyle_p, alpha=mixstyle_alpha, mode=mixstyle_mode, rngs=ms_rngs
                     )
                     for name in stage_names
                     if name in mixstyle_layers
