@@ -309,3 +309,40 @@ def test_freeze_rules_linear_probe_and_gradual_unfreezing():
     assert start["model/backbone/h/1/attn/c_attn/kernel"] == (1.0, 100)
     assert start["model/backbone/h/0/mlp/c_proj/bias"] == (1.0, 200)
     assert start["model/backbone/wte/embedding"] == (1.0, 300)
+
+
+@pytest.mark.slow  # a 60-step run through train_and_evaluate (~18 s on 2 shared cores)
+def test_gpt2_fine_tunes_on_the_constructed_reviews_end_to_end(tmp_path):
+    """``model.pretrained`` (a HF GPT-2 directory), a byte-level BPE tokenizer.json and the
+    text task, through the trainer: last-token features learn the sentiment task."""
+    from safetensors.numpy import save_file
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    from tests.inductive.test_text_finetune import tiny_config
+    from tljax.data import sentiment
+    from tljax.loop import train_and_evaluate
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([" ".join(sentiment.words())] * 5, trainer)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    cfg = {**CFG, "vocab_size": tok.get_vocab_size(), "n_positions": 64}
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text(json.dumps(cfg))
+    sd = random_weights(gpt2_shapes(cfg["vocab_size"], 64, 32, 2), seed=0)
+    sd = {k: v * 0.1 if v.ndim > 1 else v for k, v in sd.items()}  # HF-like init scale
+    save_file(sd, str(tmp_path / "gpt2" / "model.safetensors"))
+
+    c = tiny_config(str(tmp_path / "tokenizer.json"), str(tmp_path / "gpt2"))
+    c.model.backbone = "gpt2"
+    del c.model.backbone_kwargs["add_pooler"]
+    c.model.backbone_kwargs.pool = "last"
+    results = train_and_evaluate(c, str(tmp_path / "run"))
+    assert results["steps"] == 60 and results["source_test_acc"] > 0.75, results
