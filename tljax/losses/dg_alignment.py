@@ -169,24 +169,26 @@ def m3sda_moment_distance(
 
     * ``normalization="code"`` (default): ``Σ_o (S_o + P_o) / 6``, the published code's plain
       sum divided by its constant 6 (``reg_info/6``, written for 4 sources, ``C(4, 2) = 6``;
-      kept constant for any ``N`` as the code's multi-source re-implementations do). This is
-      the scale of M³SDA's published trade-off.
-    * ``normalization="paper"``: eq. 1, ``Σ_o (S_o / N + P_o / C(N, 2))`` (the pair term is
-      absent for ``N = 1``).
+      kept constant for any ``N`` as the code's multi-source re-implementations do): the
+      scale the code's trade-off weight refers to.
+    * ``normalization="paper"``: the averages of eq. 1, ``Σ_o (S_o / N + P_o / C(N, 2))``
+      (the pair term is absent for ``N = 1``), still with the code's central moments (eq. 1
+      writes raw moments ``E(X^o)``; the two agree for ``o = 1``).
 
     Where this departs from the code: the code's first-order term is the Frobenius distance
     between the *centred batches* (``euclidean(output_s1 - s1_mean, output_t - t_mean)``),
     which pairs example ``i`` of one domain with example ``i`` of another and needs equal
     batch sizes; here it is the distance between the means, the first moment of eq. 1. The
-    code also leaves its fourth source uncentred and counts the (4, 2) pair twice instead of
-    (4, 3); every domain is treated alike here. The norm has a zero gradient at 0 (the code's
-    ``sqrt`` has an infinite one), so equal domains give a finite gradient.
+    code also passes its fourth source as the raw, uncentred batch (no moment taken) and
+    counts the (4, 2) pair twice instead of (4, 3); every domain is treated alike here. The
+    norm has a zero gradient at 0 (the code's ``sqrt`` has an infinite one), so equal domains
+    give a finite gradient.
 
     Args:
       sources: ``N >= 1`` source feature batches ``(n_i, d)``.
       target: target features ``(n_t, d)``.
-      k: the highest moment order, ``>= 1`` (the code's ``belta_moment``; 2 in the paper's
-        digit experiments is mean and variance).
+      k: the highest moment order, ``>= 1`` (the code's ``belta_moment``); ``k = 2`` matches
+        means and variances.
       normalization: ``"code"`` or ``"paper"``.
 
     Returns:
