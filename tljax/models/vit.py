@@ -2,7 +2,7 @@
 
 The computation is that of ``transformers.ViTModel``: a ``patch×patch`` convolution with
 stride ``patch`` cuts the image into patch embeddings, a learned class token is prepended,
-learned absolute position embeddings are added, then ``num_layers`` pre-LN blocks
+learned absolute position embeddings are added, then ``num_hidden_layers`` pre-LN blocks
 (``x + attention(LayerNorm(x))``; ``x + fc2(GELU(fc1(LayerNorm(x))))``, exact erf GELU)
 and a final LayerNorm. Weights load from HF safetensors with :func:`load_hf_vit`.
 
