@@ -252,8 +252,8 @@ def _basic(sd, name, x, stride=1, pad=(0, 0)):
 
 def _mixed(sd, kind, p, x):
     """One torchvision Inception block (``kind`` in A..E) in eval mode."""
-    b = lambda name, t, s=1, pad=(0, 0): _basic(sd, f"{p}.{name}", t, s, pad)  # noqa: E731
-    cat = lambda *t: np.concatenate(t, axis=1)  # noqa: E731
+    b = lambda name, t, s=1, pad=(0, 0): _basic(sd, f"{p}.{name}", t, s, pad)
+    cat = lambda *t: np.concatenate(t, axis=1)
     if kind == "A":
         return cat(
             b("branch1x1", x),

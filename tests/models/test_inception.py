@@ -144,7 +144,7 @@ def _trace(model, x, param_dtype=None):
     graph, params, rest = nnx.split(model, nnx.Param, ...)
     if param_dtype is not None:  # as model.dtype casts the parameters
         params = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, param_dtype), params)
-    fwd = lambda p, r, x: nnx.merge(graph, p, r)(x)  # noqa: E731
+    fwd = lambda p, r, x: nnx.merge(graph, p, r)(x)
     jaxpr, out = jax.make_jaxpr(fwd, return_shape=True)(params, rest, x)
     return out, jaxpr.jaxpr
 
