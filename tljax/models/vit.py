@@ -197,9 +197,8 @@ class ViTEmbeddings(nnx.Module):
         dtype = self.dtype or x.dtype
         tokens = self.patch_embeddings(x).reshape(n, grid[0] * grid[1], -1)
         cls = jnp.broadcast_to(self.cls_token[...], (n, 1, tokens.shape[-1]))
-        return jnp.concatenate([cls.astype(dtype), tokens.astype(dtype)], axis=1) + pos.astype(
-            dtype
-        )
+        tokens = jnp.concatenate([cls.astype(dtype), tokens.astype(dtype)], axis=1)
+        return tokens + pos.astype(dtype)
 
 
 class ViTAttention(nnx.Module):
