@@ -166,6 +166,29 @@ def test_aux_logits_in_training_mode_and_bfloat16_throughout(abstract):
     assert set(ops) == {("bfloat16", "bfloat16")}
 
 
+def test_aux_logits_reach_the_method_split_per_domain(abstract):
+    """Under a Classifier, the trainer's ``forward_domains`` hands ``aux_logits`` to the
+    method in each domain's ``extras`` (traced at 299×299, training mode)."""
+    from types import SimpleNamespace
+
+    from tljax.models import Classifier
+    from tljax.train import forward_domains
+
+    net = Classifier(abstract, 7, rngs=nnx.Rngs(0))
+    net.train()
+    graph, state = nnx.split(net)
+
+    def outputs(state, xs, xt):
+        batch = {"source": {"image": xs}, "target": {"image": xt}}
+        src, tgt = forward_domains(SimpleNamespace(model=nnx.merge(graph, state)), batch)
+        return src.logits, src.extras["aux_logits"], tgt.extras["aux_logits"]
+
+    image = lambda n: jax.ShapeDtypeStruct((n, 299, 299, 3), jnp.float32)
+    logits, aux_src, aux_tgt = jax.eval_shape(outputs, state, image(2), image(3))
+    assert logits.shape == (2, 7)
+    assert aux_src.shape == (2, 1000) and aux_tgt.shape == (3, 1000)
+
+
 def test_aux_head_at_75_in_training_mode_is_a_clear_error(loaded):
     model, _, _ = loaded
     model.train()
