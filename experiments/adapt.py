@@ -9,7 +9,8 @@ the model is rebuilt from its config and its last verified checkpoint loaded. Th
 is the ``--split`` of ``--task``'s target domain (default: the run's own task) in a seeded
 random order, prepared as the run's inputs were; its labels only score the predictions.
 Methods (:mod:`tljax.adaptation`): ``source`` (none), ``bn_adapt``, ``tent``, ``t3a``,
-``shot_im``. Writes ``metrics.jsonl`` (one ``kind="adapt"`` row per batch), ``adapt.json``
+``shot_im``, ``shot``, ``eata``, ``eta``, ``cotta``. Writes ``metrics.jsonl`` (one
+``kind="adapt"`` row per batch), ``adapt.json``
 and ``results.json`` (``online_acc``: accuracy of every prediction along the stream;
 ``source_acc``: the unadapted model on the same examples) to ``--out`` (default
 ``RUN/adapt/<task>_<method>_<episodic|online>``) and prints the summary. See ``docs/tta.md``.
