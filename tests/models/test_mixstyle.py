@@ -226,6 +226,7 @@ def test_backbone_option(build, kwargs, shape):
     )
 
 
+@pytest.mark.usefixtures("highest_precision")
 def test_in_the_train_step():
     """Through the trainer (LeNet): same parameters as without MixStyle for the same seed, a
     different training loss, gradients into every parameter, the layers' rng counters
