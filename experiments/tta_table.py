@@ -28,8 +28,9 @@ mode) is a third choice. Error (%) per corruption and the mean over the 15:
 
 ``fisher_x=clean`` gives EATA the clean versions of the run's source test images
 (up to 2,000; the paper's in-distribution Fisher samples). ``--bench_steps=K`` also times
-each method's jitted adaptation step (K steps on one batch, after a warm-up, median of
-5 interleaved blocks) and prints steps/s.
+each method's jitted adaptation step and the run's training step (K steps each on one
+batch of ``--batch_size``, after a warm-up; median of 5 interleaved blocks) and prints
+steps/s.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ FLAGS = flags.FLAGS
 MODES = (("online", False), ("episodic", True))
 SEQUENCE_MODES = ("continual", "reset", "episodic")
 FISHER_EXAMPLES = 2000  # EATA's --fisher_size
+_STREAMS: dict = {}
 STREAM_KEYS = ("predict", "steps_per_batch")
 
 
@@ -141,7 +143,11 @@ def corruption_streams(config, family: str, severity: int, per_corruption: int, 
 
     out, idx = [], None
     for name in NAMES:
-        x, y, _, _ = target_inputs(config, f"{family}/{name}/{severity}")
+        task = f"{family}/{name}/{severity}"
+        key = (task, config.data.data_seed, config.data.image_size, config.data.task)
+        if key not in _STREAMS:  # the runs of a table share their data: corrupt once
+            _STREAMS[key] = target_inputs(config, task)[:2]
+        x, y = _STREAMS[key]
         if idx is None:
             if per_corruption > len(x):
                 raise ValueError(f"per_corruption={per_corruption} > the {len(x)} test images.")
@@ -191,26 +197,59 @@ def run_sequence(method, streams, *, mode: str, batch_size: int, seed: int, **st
     return accs, time.perf_counter() - start
 
 
-def bench_step(method, x, *, steps: int, blocks: int = 5, seed: int = 0) -> list[float]:
-    """Seconds per adaptation step of ``method`` on the batch ``x`` (one per block; the
-    jitted step, state donated, after a warm-up call)."""
+def bench(workdir: str, family: str, methods, *, batch_size: int, steps: int, blocks: int = 5):
+    """Milliseconds per step (one per block) of each method's jitted adaptation step on a
+    batch of ``batch_size`` corrupted images, and of the run's own training step
+    (``"train step"``: ``tljax.loop.build``, ``batch_size`` images per domain, synthetic
+    inputs as ``experiments.bench``), timed in interleaved blocks after a warm-up call."""
     import time
 
     import jax
     import jax.numpy as jnp
 
-    from tljax.adapt import make_adapt_step
+    from experiments.bench import host_batches
+    from tljax import adaptation
+    from tljax.adapt import load_context, make_adapt_step
+    from tljax.loop import build
 
-    step = jax.jit(make_adapt_step(method), donate_argnums=0)
-    state, xb, key = method.init(), jnp.asarray(x), jax.random.key(seed)
-    state = jax.block_until_ready(step(jax.tree.map(jnp.copy, state), xb, key)[0])
-    out = []
+    ctx, x, _, config = load_context(workdir, f"{family}/fog/5")
+    xb, key = jnp.asarray(x[:batch_size]), jax.random.key(0)
+    runners = {}
+    for spec in methods:
+        name, hparams = parse_method(spec)
+        hparams = {k: v for k, v in hparams.items() if k not in STREAM_KEYS}
+        if hparams.get("fisher_x") == "clean":
+            hparams["fisher_x"] = clean_inputs(config)
+        method = adaptation.get(name, ctx, **hparams)
+        step = jax.jit(make_adapt_step(method), donate_argnums=0)
+        box = {"s": method.init()}
+        box["s"] = jax.tree.map(jnp.copy, box["s"])
+
+        def run(n, step=step, box=box):
+            for i in range(n):
+                box["s"], out, _ = step(box["s"], xb, jax.random.fold_in(key, i))
+            jax.block_until_ready(out)
+
+        runners[spec] = run
+    parts = build(config)
+    batch = jax.device_put(host_batches(parts["task"], batch_size, 1, seed=0))
+    train = jax.jit(parts["train_step"], donate_argnums=0)
+    tbox = {"s": jax.tree.map(jnp.copy, parts["state"])}
+
+    def run_train(n):
+        for _ in range(n):
+            tbox["s"], m = train(tbox["s"], batch)
+        jax.block_until_ready(m)
+
+    runners["train step"] = run_train
+    for run in runners.values():
+        run(2)  # compile and warm up
+    out: dict = {k: [] for k in runners}
     for _ in range(blocks):
-        t = time.perf_counter()
-        for i in range(steps):
-            state, logits, _ = step(state, xb, jax.random.fold_in(key, i))
-        jax.block_until_ready(logits)
-        out.append((time.perf_counter() - t) / steps)
+        for k, run in runners.items():
+            t = time.perf_counter()
+            run(steps)
+            out[k].append(1e3 * (time.perf_counter() - t) / steps)
     return out
 
 
@@ -257,10 +296,10 @@ def measure_sequence(
                     f"{workdir} {spec} {mode}: mean error {np.mean(err):.2f} ({sec:.1f} s)",
                     flush=True,
                 )
-            if bench_steps and seed == 0:
-                x0 = streams[0][1][:batch_size]
-                step_ms[spec] = [1e3 * t for t in bench_step(method, x0, steps=bench_steps)]
-                print(f"{spec}: {1e3 / np.median(step_ms[spec]):.1f} steps/s", flush=True)
+    if bench_steps:
+        step_ms = bench(workdirs[0], family, methods, batch_size=batch_size, steps=bench_steps)
+        for k, ms in step_ms.items():
+            print(f"{k}: {1e3 / np.median(ms):.1f} steps/s", flush=True)
     return dict(
         workdirs=list(workdirs),
         family=family,
@@ -294,7 +333,7 @@ def format_errors(table: dict) -> str:
                 f"{means.std():.1f} |"
             )
     if table.get("step_ms"):
-        lines += ["", "| method | adaptation steps/s (median of 5 blocks) |", "|---|---:|"]
+        lines += ["", "| step | steps/s (median of 5 interleaved blocks) |", "|---|---:|"]
         for spec, ms in table["step_ms"].items():
             lines.append(f"| {spec} | {1e3 / np.median(ms):.1f} |")
     return "\n".join(lines)
