@@ -188,6 +188,11 @@ class MixStyle(nnx.Module):
     ``deterministic`` attribute. The stream's key and counter are model state (``rest`` in
     the trainer), advanced on each training call, exactly as dropout's.
 
+    Inside a backbone (``mixstyle_layers`` of ResNet/LeNet) the layer is called without
+    ``domain_ids``, so ``mode="crossdomain"`` there is the official two-halves layout: right
+    for a batch made of two equal domain batches, not for more domains (use ``"random"``, the
+    paper's default, or call :func:`mixstyle` with ``domain_ids``).
+
     Args:
       p, alpha, eps, mode: as :func:`mixstyle`.
       deterministic: start in eval mode (identity).
