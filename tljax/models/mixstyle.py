@@ -191,7 +191,7 @@ class MixStyle(nnx.Module):
     Inside a backbone (``mixstyle_layers`` of ResNet/LeNet) the layer is called without
     ``domain_ids``, so ``mode="crossdomain"`` there is the official two-halves layout: right
     for a batch made of two equal domain batches, not for more domains (use ``"random"``, the
-    paper's default, or call :func:`mixstyle` with ``domain_ids``).
+    official code's default, or call :func:`mixstyle` with ``domain_ids``).
 
     Args:
       p, alpha, eps, mode: as :func:`mixstyle`.
