@@ -11,6 +11,19 @@ outputs. As TLlib's JAN: the feature kernel is the batch-set Gaussian family
 ``σ = 0.92``; the quadratic estimator (TLlib's default, ``linear=False``); the softmax is
 *not* detached, so the joint term also shapes the classifier. The adversarial JAN-A
 variant (learned θ) is not implemented. Loss: :func:`tljax.losses.mmd.jmmd`.
+
+**Optional warm-start ramp (issue 14 item 7; off by default, as TLlib).** As DAN's
+(:mod:`tljax.methods.dan`): with ``ramp_max_iters`` N > 0 the JMMD term is multiplied by
+the GRL methods' warm-start coefficient ``tanh(α i/(2N))`` (``ramp_alpha`` α). It helps
+little here: on the 2-D covariate shift (``configs/seeds_shift2d.py:jan,covariate``, MLP
+2→64→64, Adam 1e-3, 32+32 per step, 1000 steps, 5 seeds) target accuracy was
+0.663–0.680 (mean 0.674) without the ramp and 0.690–0.763 (mean 0.710) with N = 1000,
+against source only's mean of 0.946. Every seed falls alike: JAN's bias under a shift
+that moves the support (DAN's, same setting: 0.719–0.745 without its ramp, 0.831–0.916
+with it; JAN's joint term also acts on the softmax outputs, whose share was not measured
+apart). Not seed instability, and not fixed by the ramp. Off by default: its effect
+on the digits tables (``configs/jan_digits_m.py``) was not measured. ``docs/seeds.md``,
+"Seeds that collapse on 2-D shifts", has the per-seed tables.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from tljax.losses.grl import warm_start_coefficient
 from tljax.losses.mmd import jmmd
 from tljax.methods.base import Method, no_params
 
@@ -29,6 +43,8 @@ def make(
     softmax_sigma: float = 0.92,
     linear: bool = False,
     unbiased: bool = True,
+    ramp_alpha: float = 1.0,
+    ramp_max_iters: float = 0.0,
 ) -> Method:
     """Builds JAN.
 
@@ -38,9 +54,12 @@ def make(
       softmax_sigma: σ of the fixed Gaussian kernel on the softmax outputs.
       linear: TLlib's linear-time estimator instead of the quadratic one.
       unbiased: for the quadratic estimator, drop the ``i = j`` within-domain terms.
+      ramp_alpha, ramp_max_iters: the warm-start ramp of the JMMD term (see above);
+        ``ramp_max_iters=0`` (default) turns it off (TLlib's JAN).
 
     Raises:
-      ValueError: for a non-positive ``kernel_mul``, ``num_kernels`` or ``softmax_sigma``.
+      ValueError: for a non-positive ``kernel_mul``, ``num_kernels`` or ``softmax_sigma``,
+        or a negative ``ramp_max_iters``.
     """
     if not kernel_mul > 0 or not isinstance(num_kernels, int) or num_kernels < 1:
         raise ValueError(
@@ -49,9 +68,11 @@ def make(
         )
     if not softmax_sigma > 0:
         raise ValueError(f"jan: softmax_sigma must be > 0, got {softmax_sigma!r}.")
+    if not ramp_max_iters >= 0:
+        raise ValueError(f"jan: ramp_max_iters must be >= 0 (0: no ramp), got {ramp_max_iters!r}.")
 
     def loss(module, *, src, tgt, rng, step):
-        del module, rng, step
+        del module, rng
         fs, ft = src.features.astype(jnp.float32), tgt.features.astype(jnp.float32)
         ps, pt = jax.nn.softmax(src.logits, axis=-1), jax.nn.softmax(tgt.logits, axis=-1)
         value = jmmd(
@@ -63,7 +84,11 @@ def make(
             linear=linear,
             unbiased=unbiased,
         )
-        return value, {"jmmd": value}
+        if ramp_max_iters > 0:
+            ramp = warm_start_coefficient(step, alpha=ramp_alpha, max_iters=ramp_max_iters)
+        else:
+            ramp = jnp.ones((), jnp.float32)
+        return ramp * value, {"jmmd": value, "jmmd_ramp": ramp}
 
     hp = dict(
         kernel_mul=kernel_mul,
@@ -71,5 +96,7 @@ def make(
         softmax_sigma=softmax_sigma,
         linear=linear,
         unbiased=unbiased,
+        ramp_alpha=ramp_alpha,
+        ramp_max_iters=ramp_max_iters,
     )
     return Method(name="jan", init=no_params, loss=loss, hparams=hp)
