@@ -4,10 +4,14 @@ The setting of issue 14 item 7 (``docs/seeds.md``, "Seeds that collapse on 2-D s
 an MLP 2→64→64 (plus the linear head), Adam at a constant 1e-3 (no weight decay), 32 source
 + 32 target points per step, ``STEPS`` steps; ``<shift>`` is ``covariate``, ``label`` or
 ``conditional`` (``shift2d/<shift>``, 3 classes, data seed 0). Method hyperparameters are
-each method's defaults except the adversarial heads, kept small for speed: DANN's and
-CDAN's discriminator ``(32,)``, MDD's adversarial head 32 wide (the defaults, 1024 wide,
-take ~25x longer here; they did not collapse either), and DAN's MMD term ramped in over
-N = 1000 steps like the GRL (``ramp_max_iters``, off by default). All 1000 source train points train
+each method's defaults except the adversarial heads, kept small for speed: DANN's, CDAN's,
+BSP's and ADDA's discriminator ``(32,)``, MDD's adversarial head 32 wide (the defaults,
+1024 wide, take ~25x longer here; they did not collapse either, except ADDA's), and:
+DAN's MMD and JAN's JMMD term ramped in over N = 1000 steps like the GRL
+(``ramp_max_iters``, off by default); BSP's penalty at ``bsp_weight = 2e-6`` instead of
+TLlib's 2e-4, which collapses here (``tljax/methods/bsp.py``); ADDA pretrained for
+``STEPS`` source steps (what source only gets), then ``STEPS`` adversarial ones
+(``train.steps = 2 * STEPS``). All 1000 source train points train
 (no hold-out), so the command line and Python give the same numbers. Many seeds at once,
 in one vmapped program::
 
@@ -33,17 +37,22 @@ def get_config(arg: str = "dann,conditional"):
     if shift == "covariate":  # the default, spelled out so --set can change it
         c.data.task_kwargs.offset = 2.0
     c.method.name = method
-    if method in ("dann", "cdan"):
+    if method in ("dann", "cdan", "bsp", "adda"):
         c.method.hparams.hidden = (32,)
     if method == "mdd":
         c.method.hparams.width = 32
-    if method == "dan":  # ramp the MMD term in like the GRL (tljax/methods/dan.py)
+    if method in ("dan", "jan"):  # ramp the (J)MMD term in like the GRL (tljax/methods/dan.py)
         c.method.hparams.ramp_max_iters = 1000.0
+    if method == "bsp":  # TLlib's 2e-4 collapses on 2-D features (tljax/methods/bsp.py)
+        c.method.hparams.bsp_weight = 2e-6
     c.optim.optimizer = "adam"
     c.optim.schedule = "constant"
     c.optim.lr = 1e-3
     c.optim.weight_decay = 0.0
     c.train.steps = STEPS
+    if method == "adda":  # STEPS of source training (as source only's), then STEPS of GAN
+        c.method.hparams.pretrain_steps = STEPS
+        c.train.steps = 2 * STEPS
     c.train.steps_per_call = 50
     c.train.log_every = 250
     c.train.eval_every = STEPS
