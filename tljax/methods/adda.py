@@ -32,6 +32,18 @@ TLlib's ADDA example differs from the paper: after source pretraining it trains 
 and ``D`` with a gradient reversal layer (the minimax loss, warm start ``hi = 2``)
 instead of inverted labels. The discriminator defaults follow TLlib (``1024 → 1024``,
 BatchNorm); the paper's digit discriminator is ``500 → 500`` without BatchNorm.
+
+**The adversarial stage collapses on a covariate shift (issue 14 item 7; not fixed).**
+Nothing ties ``M_t`` to ``C`` in stage 2: the GAN only asks that target features look
+like source features. On the 2-D covariate shift (``configs/seeds_shift2d.py:adda,
+covariate``: MLP 2→64→64, Adam 1e-3, 32+32 per step, 1000 source steps, then 1000
+adversarial ones, discriminator ``(32,)``, 5 seeds) target accuracy went from source
+only's 0.943–0.952 (the same run with ``M_t``'s lr at 0 reproduces it exactly) to
+0.05–0.48, on every seed. Neither the discriminator's lr ×10 (0.10–0.50), both networks'
+lr ×0.2 (0.30–0.86), nor the default 1024-1024 BatchNorm discriminator (500 + 500
+steps: 0.05–0.60; the ``(32,)`` one: 0.06–0.56) avoids it, nor an ``M_t`` lr ×0.01
+(500 + 500 steps: 0.64–0.79). ``tests/methods/test_seed_robustness.py`` keeps it as an
+expected failure.
 """
 
 from __future__ import annotations
