@@ -7,11 +7,11 @@ the inverse-decay lr from 0.02, 32 points per domain, 2,000 steps; adversarial h
 
 That warm start (N = 250) with a ``(32,)`` discriminator let DANN seeds collapse on the
 2-D covariate shift at offset 3 (``tljax/methods/dann.py``); on these moons it did not:
-10 seeds each of DANN, CDAN, BSP and MDD ended no lower than 80.8% against source only's
-mean of 81.2% (its seeds: 79.8–82.6), the lower seeds adapting less rather than
-collapsing. A discriminator lr ×10 was no better across methods (CDAN's and BSP's worst
-seeds fell to 82.0 and 80.6) and N = 1000 adapts less in 2,000 steps, so the setting
-stays; tables and commands in ``docs/seeds.md``, "Two moons".
+over 10 seeds the worst of DANN, CDAN and BSP ended at 85.4, 80.8 and 87.6% against
+source only's 80.7–84.7% (mean 82.1). A discriminator lr ×10 was no better across these
+methods (CDAN's worst seed 78.9, BSP's mean 94.2 → 91.1) and N = 1000 adapts less in
+2,000 steps for DANN and CDAN, so the setting stays; tables and commands in
+``docs/seeds.md``, "Two moons".
 """
 
 from tljax.config import base_config
