@@ -35,6 +35,14 @@ at most half a pixel); the horizontal flip is off by default (``flip=True`` turn
 digits are not mirror-symmetric classes. uint8 inputs are augmented as ``[0, 1]`` pixels
 and rounded back to uint8 (the stream's own format, then ``ctx.to_float``); float inputs
 (already standardised) are augmented in their own range without clipping or gamma.
+:mod:`tljax.data.augment` is not used: its photometric ops assume ``[0, 1]`` pixels, its
+affine warp fills with a constant (CoTTA pads by edge replication) and its policies are
+RandAugment's, not CoTTA's; the bilinear sampling is the same.
+
+Randomness: one ``jax.random.uniform`` draw per step (each random call costs XLA:CPU
+seconds of compile time), laid out as the views' numbers ``(N, B,``
+:func:`uniforms_per_view` ``)`` followed by one number per trained element for the
+restore (leaf by leaf, tree order).
 """
 
 from __future__ import annotations
