@@ -200,6 +200,13 @@ SELECTION_RULES = {
     "im": ("target_im", "highest target information maximization"),
     "snd": ("target_snd", "highest soft neighborhood density (Saito et al. 2021)"),
     "dev": ("target_neg_dev", "lowest deep embedded validation risk (You et al. 2019)"),
+    # Multi-domain tasks (tljax.domains): DomainBed's training-domain validation, and its
+    # test-domain validation (the held-out domain's out split; uses its labels).
+    "train_domain_val": (
+        "train_domains_val_acc",
+        "mean accuracy on the training domains' out splits",
+    ),
+    "test_domain_val": ("target_out_acc", "held-out domain's out split (uses its labels)"),
     "last": (None, "last evaluation"),
     "oracle": ("target_test_acc", "target test accuracy (uses target labels: an upper bound)"),
 }

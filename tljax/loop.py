@@ -27,8 +27,10 @@ from tljax.data import augment, pixels, tasks
 from tljax.data.arrays import is_unlabeled
 from tljax.data.core import few_labels, hold_out, split_target_labels, standardize
 from tljax.data.grain_stream import GrainPairStream
+from tljax.data.multi_domain import MultiDomainStream, MultiDomainTask, standardize_multi
 from tljax.data.prefetch import Prefetcher
 from tljax.data.stream import DomainPairStream
+from tljax.domains import check_multi_domain, evaluate_domains, evaluated_on
 from tljax.logs import MetricLogger, read_metrics
 from tljax.models import build_classifier, pretrained
 from tljax.train import (
@@ -56,6 +58,20 @@ def target_labeled_batch_size(config, labeled) -> int | None:
     if labeled is None:
         return None
     return config.data.target_labeled_batch_size or min(config.data.batch_size, len(labeled))
+
+
+def make_stream(config, parts, *, seed: int, target_labeled_batch_size=None):
+    """The training batch stream of a built run (:func:`build`), at position 0."""
+    task = parts["task"]
+    if isinstance(task, MultiDomainTask):
+        return MultiDomainStream(task, config.data.batch_size, seed=seed)
+    return (GrainPairStream if config.data.stream else DomainPairStream)(
+        task,
+        config.data.batch_size,
+        seed=seed,
+        target_labeled=parts["target_labeled"],
+        target_labeled_batch_size=target_labeled_batch_size,
+    )
 
 
 def _state_to_tree(state: TrainState) -> dict:
@@ -88,6 +104,9 @@ def build(config):
         **({"stream": True} if config.data.stream else {}),
     )
     task.validate()
+    multi = isinstance(task, MultiDomainTask)
+    if multi:
+        check_multi_domain(config, task, method)
     uint8 = pixels.is_uint8(task.source.train.x)  # converted and standardised on the device
     pixel_stats = {}  # the standardisation, so augmentation works on pixels
     if config.data.standardize and uint8:
@@ -100,10 +119,11 @@ def build(config):
                 "(e.g. token ids); standardisation applies to float features only. Set "
                 "data.standardize=False."
             )
-        task, mean, std = standardize(task)
+        task, mean, std = standardize_multi(task) if multi else standardize(task)
         pixel_stats = dict(mean=mean, std=std)
     source_val = None
-    if config.data.source_val_fraction > 0:
+    # Multi-domain tasks validate on each training domain's out split (DomainBed).
+    if config.data.source_val_fraction > 0 and not multi:
         rest, source_val = hold_out(
             task.source.train, config.data.source_val_fraction, seed=config.data.data_seed
         )
@@ -140,7 +160,13 @@ def build(config):
     if config.model.pretrained:
         # Before build_net, so the copies methods make in Method.init see these weights.
         pretrained.load(model.backbone, config.model.backbone, config.model.pretrained)
-    graphs, params, rest = build_net(model, method, seed=config.seed, num_classes=task.num_classes)
+    graphs, params, rest = build_net(
+        model,
+        method,
+        seed=config.seed,
+        num_classes=task.num_classes,
+        num_domains=task.num_domains if multi else 1,
+    )
     if config.model.init_from:
         params, rest = init_from(params, rest, config.model.init_from, config.model.init_include)
     o = config.optim
@@ -300,6 +326,9 @@ def _evaluate(parts, state, eval_fn, sharding, batch_size, *, selection=True):
             params, rest = method.eval_state(params, rest, domain=role)
         return evaluate.predict(eval_fn, params, rest, x, batch_size=batch_size, sharding=sharding)
 
+    if isinstance(task, MultiDomainTask):
+        return evaluate_domains(task, run, selection=selection)
+
     logits = None
     for role, domain in (("source", task.source), ("target", task.target)):
         # Single-domain tasks share the test split: the same computation, done once.
@@ -356,7 +385,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 def _train_and_evaluate(config, workdir: str) -> dict:
     parts = build(config)
-    task, t = parts["task"], config.train
+    t = config.train
     mesh = data_mesh()
     n_dev = mesh.devices.size
     if config.data.batch_size % n_dev or t.eval_batch_size % n_dev:
@@ -387,13 +416,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
             f.write(optim.format_rule_report(parts["report"]) + "\n")
 
     state = jax.device_put(parts["state"], replicated)
-    stream = (GrainPairStream if config.data.stream else DomainPairStream)(
-        task,
-        config.data.batch_size,
-        seed=config.seed,
-        target_labeled=parts["target_labeled"],
-        target_labeled_batch_size=labeled_bs,
-    )
+    stream = make_stream(config, parts, seed=config.seed, target_labeled_batch_size=labeled_bs)
     logger = MetricLogger(workdir, tensorboard=t.tensorboard, enabled=main)
     ckpt = Checkpointer(workdir, max_to_keep=t.max_to_keep)
     try:
@@ -524,10 +547,7 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
         "seed": int(config.seed),
         "steps": int(state.step),
         **final,
-        "evaluated_on": {
-            "source": f"{task.source.name}/test",
-            "target": f"{task.target.name}/test",
-        },
+        "evaluated_on": evaluated_on(task),
         "selection": "last step",
         # Other processes have no metrics.jsonl of their own to select from.
         "by_selection_rule": report.select_by_rules(read_metrics(workdir, "eval")) if main else {},

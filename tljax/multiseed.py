@@ -39,7 +39,6 @@ import numpy as np
 from tljax import config as config_lib
 from tljax import loop, optim, report
 from tljax.checkpoint import Checkpointer
-from tljax.data.stream import DomainPairStream
 from tljax.logs import MetricLogger, read_metrics
 from tljax.train import TrainState, make_train_step
 
@@ -215,14 +214,12 @@ def train_members(configs, workdir: str | None = None, *, chunk: int | None = No
         return out
     t = configs[0].train
     parts, state, step = build_members(configs, chunk=chunk)
-    task = parts["task"]
     labeled = parts["target_labeled"]  # checked against the method by loop.build
     streams = [
-        DomainPairStream(
-            task,
-            c.data.batch_size,
+        loop.make_stream(
+            c,
+            parts,
             seed=c.seed,
-            target_labeled=labeled,
             target_labeled_batch_size=loop.target_labeled_batch_size(c, labeled),
         )
         for c in configs

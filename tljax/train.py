@@ -59,14 +59,24 @@ class Model(struct.PyTreeNode):
     eval_graph: Any = struct.field(pytree_node=False)
 
 
-def build_net(model: nnx.Module, method: Method, *, seed: int, num_classes: int):
+def build_net(
+    model: nnx.Module, method: Method, *, seed: int, num_classes: int, num_domains: int = 1
+):
     """Bundles the model with the method's own networks and splits it functionally.
+
+    ``num_domains``: labelled training domains per batch (multi-domain tasks), passed to
+    the method in ``ModelInfo``.
 
     Returns:
       ``(graphs, params, rest)``: static graph definitions for training and evaluation
       mode and the pure-dict parameters and non-parameter state.
     """
-    info = ModelInfo(feature_dim=model.feature_dim, num_classes=num_classes, model=model)
+    info = ModelInfo(
+        feature_dim=model.feature_dim,
+        num_classes=num_classes,
+        model=model,
+        num_domains=num_domains,
+    )
     own = method.init(nnx.Rngs(jax.random.fold_in(jax.random.key(seed), 1)), info)
     net = Net(model, own)
     net.train()
@@ -109,11 +119,12 @@ def forward_domains(
     With ``with_target=False`` only the source batch is run and the target outputs are
     ``None``.
     """
-    xs, xt = batch["source"]["image"], batch["target"]["image"]
+    xs = batch["source"]["image"]
     if not with_target:
         logits, out = net.model(_cast_floats(xs, compute_dtype))
         extras = {k: v for k, v in out.items() if k != "features"}
         return Outputs(logits.astype(jnp.float32), out["features"], extras), None
+    xt = batch["target"]["image"]
     if xs.shape[1:] != xt.shape[1:]:
         raise ValueError(
             f"Source and target images have different shapes {xs.shape[1:]} and "

@@ -151,6 +151,11 @@ _RESOLVERS: list[tuple[str | Callable, str]] = [
         "'<digits|fashion|cifar10|imagenet>-c/<corruption>/<1..5>'",
     ),
     (
+        "tljax.data.multi_domain:resolve",
+        "'dg/<set>' (domain generalization) or 'msda/<set>' (multi-source adaptation) for a "
+        "domain set of tljax.data.domain_sets.domain_set_names()",
+    ),
+    (
         "tljax.data.label_sets:resolve",
         "'<partial|open_set|universal>/<task>' for a label-set variant of any task "
         "(tljax.data.label_sets)",

@@ -62,11 +62,15 @@ class ModelInfo(NamedTuple):
       model: the model being trained (a :class:`tljax.models.heads.Classifier`), for
         methods that copy it (ADDA's target encoder, the mean teacher). Read or
         ``nnx.clone`` it; never store it (that would share its variables).
+      num_domains: labelled training domains per batch: 1, or ``K`` for a multi-domain
+        task (:mod:`tljax.data.multi_domain`), whose source batch holds ``K`` equal
+        blocks, domain-major (:func:`tljax.methods._domains.per_domain`).
     """
 
     feature_dim: int
     num_classes: int
     model: Any = None
+    num_domains: int = 1
 
 
 class Outputs(NamedTuple):

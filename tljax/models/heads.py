@@ -30,16 +30,27 @@ class DomainDiscriminator(nnx.Module):
       in_dim: input width.
       hidden: widths of the hidden layers (TLlib: ``(1024, 1024)``).
       batch_norm: use BatchNorm after each hidden Linear (TLlib default).
+      out_dim: 1 (a binary logit per example, shape ``(n,)``) or ``K > 1`` (a K-way domain
+        classifier over several domains: logits ``(n, K)`` for a softmax cross-entropy).
       rngs: NNX random streams.
     """
 
-    def __init__(self, in_dim: int, hidden=(1024, 1024), *, batch_norm=True, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_dim: int,
+        hidden=(1024, 1024),
+        *,
+        batch_norm=True,
+        out_dim: int = 1,
+        rngs: nnx.Rngs,
+    ):
         dims = [in_dim, *hidden]
         self.linears = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
         self.norms = nnx.List(
             [BatchNorm(b, momentum=0.9, rngs=rngs) for b in hidden] if batch_norm else []
         )
-        self.out = nnx.Linear(dims[-1], 1, rngs=rngs)
+        self.out = nnx.Linear(dims[-1], out_dim, rngs=rngs)
+        self.out_dim = out_dim
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for i, linear in enumerate(self.linears):
@@ -47,7 +58,8 @@ class DomainDiscriminator(nnx.Module):
             if len(self.norms):
                 x = self.norms[i](x)
             x = nnx.relu(x)
-        return self.out(x)[:, 0]
+        logits = self.out(x)
+        return logits[:, 0] if self.out_dim == 1 else logits
 
 
 class Classifier(nnx.Module):
