@@ -37,6 +37,11 @@ def get_config(arg: str = "erm,rotated_digits"):
     setting = parts[2] if len(parts) > 2 else "dg"
     c = base_config()
     c.data.task = f"{setting}/{name}"
+    if setting == "dg":  # "": the set's last domain
+        c.data.task_kwargs.test = ""
+        c.data.task_kwargs.val = ""
+    else:
+        c.data.task_kwargs.target = ""
     if name == "colored_fashion":  # the IRM paper's 14×14 (DomainBed's code keeps 28)
         c.data.image_size = 14
     c.data.batch_size = 32
