@@ -30,4 +30,10 @@ def make(name: str, penalty_fn: Callable) -> Method:
         risks = D.domain_risks(src.logits, labels, k)
         return Losses(jnp.mean(risks), penalty, D.accuracy(src.logits, labels), {})
 
-    return Method(name=name, init=init, train_step=own_step(objective, name=name))
+    return Method(
+        name=name,
+        init=init,
+        train_step=own_step(objective, name=name),
+        needs_target=False,
+        multi_domain=True,
+    )

@@ -101,6 +101,9 @@ class Method(NamedTuple):
     # source batch only (half the compute; BatchNorm then sees source data only, as in
     # the reference ERM code). ``tgt`` is then ``None`` in ``loss``.
     needs_target: bool = True
+    # True: the method trains on several labelled domains per batch and runs on
+    # multi-domain tasks only (``dg/<set>``, ``msda/<set>``; tljax.data.multi_domain).
+    multi_domain: bool = False
 
 
 def records_hparams(make: Callable[..., Method]) -> Callable[..., Method]:

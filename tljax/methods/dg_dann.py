@@ -134,4 +134,10 @@ def make(
             {"domain_acc": D.accuracy(d, domains), "grl_coeff": coeff},
         )
 
-    return Method(name=name, init=init, train_step=own_step(objective, name=name))
+    return Method(
+        name=name,
+        init=init,
+        train_step=own_step(objective, name=name),
+        needs_target=False,
+        multi_domain=True,
+    )

@@ -54,4 +54,10 @@ def make(*, eta: float = 0.01) -> Method:
             {"q_max": jnp.max(q), "risk_max": jnp.max(risks)},
         )
 
-    return Method(name="group_dro", init=init, train_step=own_step(objective, name="group_dro"))
+    return Method(
+        name="group_dro",
+        init=init,
+        train_step=own_step(objective, name="group_dro"),
+        needs_target=False,
+        multi_domain=True,
+    )

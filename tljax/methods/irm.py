@@ -64,4 +64,4 @@ def make(*, penalty_weight: float = 100.0, anneal_iters: int = 500) -> Method:
         )
 
     step = D.reset_optimizer_at(own_step(objective, name="irm"), anneal_iters)
-    return Method(name="irm", init=init, train_step=step)
+    return Method(name="irm", init=init, train_step=step, needs_target=False, multi_domain=True)

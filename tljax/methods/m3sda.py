@@ -55,4 +55,6 @@ def make(*, moments: int = 2, normalization: str = "code") -> Method:
         risks = D.domain_risks(src.logits, labels, k)
         return Losses(jnp.mean(risks), md, D.accuracy(src.logits, labels), {})
 
-    return Method(name="m3sda", init=init, train_step=own_step(objective, name="m3sda"))
+    return Method(
+        name="m3sda", init=init, train_step=own_step(objective, name="m3sda"), multi_domain=True
+    )

@@ -54,4 +54,10 @@ def make(*, alpha: float = 0.2) -> Method:
         acc = D.accuracy(logits.reshape(-1, logits.shape[-1]), y[first].reshape(-1))
         return Losses(jnp.mean(losses), jnp.zeros((), jnp.float32), acc, {"lam_mean": lam.mean()})
 
-    return Method(name="mixup", init=init, train_step=own_step(objective, name="mixup"))
+    return Method(
+        name="mixup",
+        init=init,
+        train_step=own_step(objective, name="mixup"),
+        needs_target=False,
+        multi_domain=True,
+    )

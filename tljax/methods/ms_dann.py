@@ -81,4 +81,6 @@ def make(
             {"domain_acc": D.accuracy(d, domains), "grl_coeff": coeff},
         )
 
-    return Method(name="ms_dann", init=init, train_step=own_step(objective, name="ms_dann"))
+    return Method(
+        name="ms_dann", init=init, train_step=own_step(objective, name="ms_dann"), multi_domain=True
+    )

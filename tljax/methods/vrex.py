@@ -51,4 +51,4 @@ def make(*, penalty_weight: float = 10.0, anneal_iters: int = 500) -> Method:
         )
 
     step = D.reset_optimizer_at(own_step(objective, name="vrex"), anneal_iters)
-    return Method(name="vrex", init=init, train_step=step)
+    return Method(name="vrex", init=init, train_step=step, needs_target=False, multi_domain=True)
