@@ -11,6 +11,8 @@ below ``--workdir`` and writes to ``--out``:
   seeds, average over tasks, published numbers beside ours (``--rule`` picks the
   model-selection rule of the headline; default the last step).
 * ``selection.{md,csv,tex}``: the target accuracy under every selection rule side by side.
+* ``label_sets.{md,csv,tex}`` (runs of partial/open-set/universal tasks only): their
+  metrics (partial accuracy, OS*/UNK/OS/HOS, H-score) under ``--rule``.
 * ``pad.json``; PNGs: ``curves_<task>__<method>[__<variant>].png``, ``pad_<task>.png``,
   ``tsne_<task>.png`` (see :mod:`tljax.plots`).
 """
@@ -77,6 +79,9 @@ def write_report(
         "selection": (report.selection_rules_table(rows), "Target test accuracy (%) by rule"),
         "runtime": (report.runtime_table(rows), "Wall time per run (s)"),
     }
+    label_sets = report.label_set_table(rows, rule)
+    if label_sets.rows:  # partial/open-set/universal runs: HOS, H-score, ...
+        tables["label_sets"] = (label_sets, "Label-set metrics (%)")
     written = {}
     for name, (table, caption) in tables.items():
         for ext, text in (
@@ -119,6 +124,8 @@ def write_report(
         "",
         report.to_markdown(tables["runtime"][0]),
     ]
+    if "label_sets" in tables:
+        md += ["## Label-set metrics", "", report.to_markdown(tables["label_sets"][0])]
     if pads:
         md += ["## Proxy A-distance of test features (lowest seed of each group)", ""]
         labels = list(dict.fromkeys(k for p in pads.values() for k in p))

@@ -13,6 +13,14 @@ they are plain NumPy and test against hand-computed examples:
 
 A class absent from ``y_true`` is left out of a mean; a mean over nothing is NaN.
 :func:`task_metrics` returns the dict a task's setting asks for.
+
+In training runs (:mod:`tljax.loop`), every evaluation of a label-set task logs
+:func:`evaluation_metrics` of the target test split (``metrics.jsonl``, ``results.json``
+and, at each rule's step, ``by_selection_rule``): the keys of :data:`SETTING_METRICS`
+prefixed ``target_test_`` (``target_test_partial_accuracy``; ``target_test_os_star``,
+``_unk``, ``_os``, ``_hos``; ``target_test_h_score`` and the same four), from the
+arg-max of the logits or the method's own rule (``Method.predict``, e.g. UAN's
+threshold), and ``target_test_unknown_rate``, the fraction predicted unknown.
 """
 
 from __future__ import annotations
@@ -114,3 +122,77 @@ def task_metrics(task, y_true, y_pred) -> dict[str, float]:
     if setting == "universal":
         out["h_score"] = out["hos"]
     return out
+
+
+# What each setting logs at an evaluation (prefixed PREFIX); the first is its headline.
+SETTING_METRICS = {
+    "partial": ("partial_accuracy",),
+    "open_set": ("hos", "os_star", "unk", "os"),
+    "universal": ("h_score", "os_star", "unk", "os", "hos"),
+}
+PREFIX = "target_test_"
+
+
+def logged_keys() -> tuple[str, ...]:
+    """Every key :func:`evaluation_metrics` may log, prefixed (for selection and reports)."""
+    keys = dict.fromkeys(PREFIX + k for ks in SETTING_METRICS.values() for k in ks)
+    return (*keys, PREFIX + "unknown_rate")
+
+
+def headline(setting: str) -> str:
+    """The logged key of a setting's main metric (partial accuracy, HOS, H-score)."""
+    return PREFIX + SETTING_METRICS[setting][0]
+
+
+def evaluation_metrics(task, y_true, y_pred) -> dict[str, float]:
+    """The logged label-set metrics of ``task`` (``{}`` for a closed-set task).
+
+    Args:
+      task: a :class:`~tljax.data.label_sets.LabelSetTask` (anything with ``setting``,
+        ``shared``, ``unknown_label``), or any other task.
+      y_true: target test labels.
+      y_pred: predicted labels (``unknown_label`` for unknown).
+    """
+    setting = getattr(task, "setting", None)
+    if setting is None:
+        return {}
+    m = task_metrics(task, y_true, y_pred)
+    out = {PREFIX + k: m[k] for k in SETTING_METRICS[setting]}
+    if task.unknown_label is not None:
+        y_pred = np.asarray(y_pred)
+        rate = float(np.mean(y_pred == task.unknown_label)) if y_pred.size else float("nan")
+        out[PREFIX + "unknown_rate"] = rate
+    return out
+
+
+def make_predict_step(graphs, method, compute_dtype=None):
+    """The jitted ``predict(params, rest, logits, features) -> labels`` of a method with
+    its own decision rule (``Method.predict``, its module in evaluation mode); ``None``
+    when the method has none (the arg-max is used)."""
+    if getattr(method, "predict", None) is None:
+        return None
+    import jax
+    from flax import nnx
+
+    from tljax.methods._steps import cast_floats
+
+    def step(params, rest, logits, features):
+        net = nnx.merge(graphs.eval_graph, cast_floats(params, compute_dtype), rest)
+        return method.predict(net.method, logits, features)
+
+    return jax.jit(step)
+
+
+def loop_metrics(task, method, predict_step, state, logits, features) -> dict[str, float]:
+    """:func:`evaluation_metrics` of the target test outputs of a training run's state
+    (the model's ``logits`` and ``features``; :func:`tljax.loop._evaluate`)."""
+    if getattr(task, "setting", None) is None:
+        return {}
+    if predict_step is None:
+        y_pred = np.asarray(logits).argmax(-1)
+    else:
+        params, rest = state.params, state.rest
+        if method.eval_state is not None:
+            params, rest = method.eval_state(params, rest, domain="target")
+        y_pred = np.asarray(predict_step(params, rest, logits, features))
+    return evaluation_metrics(task, task.target.test.y, y_pred)

@@ -21,7 +21,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tljax import config as config_lib
-from tljax import distributed, evaluate, methods, optim, report, xla_env
+from tljax import distributed, evaluate, evaluate_label_sets, methods, optim, report, xla_env
 from tljax.checkpoint import Checkpointer
 from tljax.data import augment, pixels, tasks
 from tljax.data.arrays import is_unlabeled
@@ -227,6 +227,8 @@ def build(config):
         train_step=step,
         eval_step=eval_step,
         state=init_state(params, rest, tx, seed=config.seed),
+        # A method's own decision rule for label-set tasks (UAN's unknown); None: arg-max.
+        predict_step=evaluate_label_sets.make_predict_step(graphs, method, dtype),
     )
 
 
@@ -329,15 +331,21 @@ def _evaluate(parts, state, eval_fn, sharding, batch_size, *, selection=True):
     if isinstance(task, MultiDomainTask):
         return evaluate_domains(task, run, selection=selection)
 
-    logits = None
+    logits = feats = None
     for role, domain in (("source", task.source), ("target", task.target)):
         # Single-domain tasks share the test split: the same computation, done once.
         if not (role == "target" and domain.test is task.source.test and not method.eval_state):
-            logits, _ = run(domain.test.x, role)
+            logits, feats = run(domain.test.x, role)
         out[f"{role}_test_acc"] = evaluate.accuracy(logits, domain.test.y)
         out[f"{role}_test_mean_class_acc"] = evaluate.mean_class_accuracy(
             logits, domain.test.y, task.num_classes
         )
+    # Partial/open-set/universal tasks: the setting's metrics (HOS, H-score, ...).
+    out.update(
+        evaluate_label_sets.loop_metrics(
+            task, method, parts.get("predict_step"), state, logits, feats
+        )
+    )
     if not selection:
         return out
     t_logits, t_feats = run(task.target.train.x, "target")

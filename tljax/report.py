@@ -85,9 +85,11 @@ def select_by_rules(eval_rows: list[dict]) -> dict[str, dict]:
 
     Returns:
       ``{rule: {"step", "target_test_acc", "score"}}`` for every rule of
-      :data:`tljax.evaluate.SELECTION_RULES` whose metric was logged (ties: the later step).
+      :data:`tljax.evaluate.SELECTION_RULES` whose metric was logged (ties: the later step);
+      for a label-set task also its metrics at that step (``target_test_h_score``, ...).
     """
     from tljax.evaluate import SELECTION_RULES
+    from tljax.evaluate_label_sets import logged_keys
 
     rows = sorted(eval_rows, key=lambda r: r["step"])
     if not rows:
@@ -104,6 +106,8 @@ def select_by_rules(eval_rows: list[dict]) -> dict[str, dict]:
             "step": best["step"],
             "target_test_acc": best["target_test_acc"],
             "score": best.get(metric) if metric else None,
+            # Label-set tasks: their metrics at the same step (tljax.evaluate_label_sets).
+            **{k: best[k] for k in logged_keys() if k in best},
         }
     return out
 
@@ -234,16 +238,19 @@ def group_runs(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
     return dict(sorted(groups.items(), key=lambda kv: _method_order(kv[0])))
 
 
-def target_accuracy(row: dict, rule: str = "last") -> float | None:
+def target_accuracy(row: dict, rule: str = "last", metric: str = "target_test_acc") -> float | None:
     """Target test accuracy (%) of one run under a model-selection rule; ``"last"`` is the
-    final evaluation. ``None`` when the run did not log what the rule needs."""
-    if rule == "last" and "target_test_acc" in row:
-        return 100.0 * row["target_test_acc"]
+    final evaluation. ``None`` when the run did not log what the rule needs. ``metric``:
+    another logged target metric instead, e.g. ``"target_test_h_score"``."""
+    if rule == "last" and metric in row:
+        return 100.0 * row[metric]
     sel = row.get("by_selection_rule", {}).get(rule)
-    return None if sel is None else 100.0 * sel["target_test_acc"]
+    return None if sel is None or metric not in sel else 100.0 * sel[metric]
 
 
-def headline_table(rows: list[dict], rule: str = "last", refs=None) -> Table:
+def headline_table(
+    rows: list[dict], rule: str = "last", refs=None, metric: str = "target_test_acc"
+) -> Table:
     """Target test accuracy (%) per method (rows) and task (columns), mean ± std over seeds,
     an average over tasks, and the published numbers beside ours.
 
@@ -252,12 +259,17 @@ def headline_table(rows: list[dict], rule: str = "last", refs=None) -> Table:
       rule: the model-selection rule of our numbers (a key of
         :data:`tljax.evaluate.SELECTION_RULES`).
       refs: :class:`tljax.references.References`, or ``None`` for no published column.
+      metric: the logged metric in the cells (``"target_test_h_score"`` for universal
+        tasks, ...; :mod:`tljax.evaluate_label_sets`); the published numbers are
+        accuracies, so with another metric there is no published column.
 
     Raises:
       ValueError: for an unknown rule.
     """
     from tljax.evaluate import SELECTION_RULES
 
+    if metric != "target_test_acc":
+        refs = None
     if rule not in SELECTION_RULES:
         raise ValueError(f"Unknown selection rule {rule!r}; valid: {sorted(SELECTION_RULES)}.")
     from tljax.references import format_refs
@@ -274,7 +286,7 @@ def headline_table(rows: list[dict], rule: str = "last", refs=None) -> Table:
         cells, ours, per_seed = [method, variant], [], defaultdict(dict)
         for t in tasks:
             runs = groups.get((t, method, variant), [])
-            vals = {r["seed"]: target_accuracy(r, rule) for r in runs}
+            vals = {r["seed"]: target_accuracy(r, rule, metric) for r in runs}
             vals = {s: v for s, v in vals.items() if v is not None}
             for s, v in vals.items():
                 per_seed[s][t] = v
@@ -287,8 +299,9 @@ def headline_table(rows: list[dict], rule: str = "last", refs=None) -> Table:
             cells.append(format_refs(refs.average(tasks, method)))
         cells.append(",".join(map(str, sorted(per_seed))))
         out.append(cells)
+    what = "Target test accuracy" if metric == "target_test_acc" else metric
     notes = [
-        f"Target test accuracy (%), mean ± std over seeds; model selection: "
+        f"{what} (%), mean ± std over seeds; model selection: "
         f"{'last step' if rule == 'last' else rule} ({SELECTION_RULES[rule][1]})."
     ]
     if refs:
@@ -338,6 +351,32 @@ def selection_rules_table(rows: list[dict]) -> Table:
         out.append(cells)
     notes = [f"{k}: {SELECTION_RULES[k][1]}" for k in rules]
     return Table(["task", "method", "variant", *rules, "runs"], out, notes)
+
+
+def label_set_table(rows: list[dict], rule: str = "last") -> Table:
+    """The label-set metrics (%) of partial/open-set/universal runs: per (task, method,
+    variant), every ``target_test_*`` metric of :mod:`tljax.evaluate_label_sets` that the
+    runs logged, and the arg-max accuracy, mean ± std over seeds; under ``rule``.
+    Closed-set runs are left out."""
+    from tljax.evaluate_label_sets import logged_keys
+
+    keys = [k for k in logged_keys() if any(target_accuracy(r, rule, k) is not None for r in rows)]
+    groups = group_runs([r for r in rows if any(k in r for k in logged_keys())])
+    out = []
+    for (task, method, variant), rs in groups.items():
+        cells = [task, method, variant]
+        for k in (*keys, "target_test_acc"):
+            vals = [v for v in (target_accuracy(r, rule, k) for r in rs) if v is not None]
+            cells.append(mean_std(vals) if vals else None)
+        out.append(cells + [len(rs)])
+    names = [k.removeprefix("target_test_") for k in keys]
+    notes = [
+        f"Target test split, % (model selection: {rule}); acc: arg-max accuracy; "
+        "partial_accuracy: mean-class over the target's classes; os_star/unk/os/hos: "
+        "open-set scores; h_score: harmonic mean of shared-class and unknown accuracy; "
+        "unknown_rate: fraction predicted unknown (tljax.evaluate_label_sets)."
+    ]
+    return Table(["task", "method", "variant", *names, "acc", "runs"], out, notes)
 
 
 def runtime_table(rows: list[dict]) -> Table:

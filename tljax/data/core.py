@@ -108,8 +108,9 @@ def standardize(task: Task) -> tuple[Task, np.ndarray, np.ndarray]:
         # A domain without an official test split (Office) keeps one array for both.
         return Domain(d.name, train, train if d.test is d.train else split(d.test))
 
+    # replace, not Task(...): a subclass (a LabelSetTask's class maps) keeps its fields.
     return (
-        Task(task.name, domain(task.source), domain(task.target), task.num_classes),
+        dataclasses.replace(task, source=domain(task.source), target=domain(task.target)),
         mean.astype(np.float32),
         std.astype(np.float32),
     )
@@ -187,4 +188,4 @@ def split_target_labels(task: Task, per_class: int, *, seed: int) -> tuple[Task,
     labeled = Split(target.train.x[keep], target.train.y[keep])
     pool = Split(target.train.x[rest], target.train.y[rest])
     test = pool if target.test is target.train else target.test
-    return Task(task.name, task.source, Domain(target.name, pool, test), task.num_classes), labeled
+    return dataclasses.replace(task, target=Domain(target.name, pool, test)), labeled

@@ -25,6 +25,11 @@ hyperparameters (optax style):
   maps the trained state to the state to evaluate on ``domain`` (``"source"`` or
   ``"target"``) with the usual eval step, e.g. ADDA swaps in its target encoder for the
   target domain. ``None``: the trained state is evaluated on both domains.
+* ``predict`` (optional) ``predict(module, logits, features) -> labels``: the method's
+  decision rule for the label-set metrics of partial/open-set/universal tasks
+  (:mod:`tljax.evaluate_label_sets`), called jitted on the target test outputs with the
+  method's module in evaluation mode, e.g. UAN's "unknown" below a transferability
+  threshold. ``None``: the arg-max of the logits.
 
 The trainer minimises ``task_loss(source) + weight * loss(...)``.
 
@@ -104,6 +109,8 @@ class Method(NamedTuple):
     # True: the method trains on several labelled domains per batch and runs on
     # multi-domain tasks only (``dg/<set>``, ``msda/<set>``; tljax.data.multi_domain).
     multi_domain: bool = False
+    # The decision rule behind the label-set metrics (see the module doc); None: arg-max.
+    predict: Callable[..., jax.Array] | None = None
 
 
 def records_hparams(make: Callable[..., Method]) -> Callable[..., Method]:
