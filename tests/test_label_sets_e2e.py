@@ -110,6 +110,32 @@ def test_results_hold_the_settings_metrics(setting, tmp_path):
     assert SETTINGS[setting][0] in report.to_markdown(head)
 
 
+def test_uan_run_logs_metrics_of_its_unknown_rule(tmp_path):
+    """UAN's predictions (unknown where the raw w_t < w_0) behind the logged metrics,
+    recomputed in NumPy from the restored run's D' logits and class logits."""
+    from flax import nnx
+
+    c = tiny_config("universal", "uan", steps=20)
+    c.method.hparams.hidden = (32,)
+    c.method.hparams.w0 = W0 = -0.3  # the median w_t of this tiny run: both sides occur
+
+    def predict(parts, state, logits, feats):
+        net = nnx.merge(parts["graphs"].eval_graph, state.params, state.rest)
+        aux = np.asarray(net.method.auxiliary(feats), np.float64)
+        k = logits.shape[1] - 1
+        z = logits[:, :k].astype(np.float64)
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        h = -(p * np.log(p)).sum(1) / np.log(k)
+        w_t = 1 / (1 + np.exp(-aux)) - h
+        return np.where(w_t < W0, k, z.argmax(1))
+
+    train_and_evaluate(c, str(tmp_path))
+    results = check_run(str(tmp_path), "universal", predict=predict)
+    assert 0 < results["target_test_unknown_rate"] < 1
+    assert results["target_test_unk"] > 0
+
+
 def test_closed_set_runs_log_no_label_set_metrics():
     from tljax.evaluate_label_sets import evaluation_metrics, logged_keys
 
