@@ -6,9 +6,9 @@ the source only, 7-9 in the target only, labelled unknown (= 7); an 8-way head
 shortened (``steps``, default 600). Methods: ``source_only`` and ``dann`` (closed-set:
 the unknown output is never trained, arg-max predictions), ``uan`` (unknown when its
 transferability ``w_t < w_0``). UAN's two discriminators are DANN's digit one (100 units,
-no BatchNorm) with the same GRL schedule over the run. Every evaluation logs the H-score
-and the known/unknown accuracies (``target_test_h_score``, ``target_test_os_star``,
-``target_test_unk``; docs/label_sets.md)::
+no BatchNorm) with the same GRL schedule over the run, and ``method.weight = 0.5``. Every
+evaluation logs the H-score and the known/unknown accuracies (``target_test_h_score``,
+``target_test_os_star``, ``target_test_unk``; docs/label_sets.md)::
 
     python -m experiments.run --config=configs/digits_m_universal.py:uan \
         --workdir=runs/universal_uan
@@ -28,6 +28,10 @@ def get_config(arg: str = "uan"):
     c.method.name = method
     if method in ("dann", "uan"):
         c.method.hparams.grl_max_iters = float(int(steps or STEPS))
+    if method == "uan":
+        # UAN sums the two weighted sides (mean weight 1); λ = 0.5 is DANN's ½(BCE_s + BCE_t)
+        # scale. With λ = 1, seed 1 diverged (NaN at step 131 of 600; docs/label_sets.md).
+        c.method.weight = 0.5
     c.data.task = "universal/digits->digits_m"
     c.train.steps = int(steps or STEPS)
     c.train.eval_every = c.train.steps

@@ -1,8 +1,19 @@
 """Measures the label-set settings (docs/label_sets.md): each method × seed, one short run,
-then the task's metrics (:func:`tljax.evaluate_label_sets.task_metrics`) on the target
-test split::
+then the task's metrics on the target test split, as the run logged them in its
+``results.json`` (:func:`tljax.evaluate_label_sets.evaluation_metrics`: arg-max
+predictions, or the method's own rule, e.g. UAN's unknown threshold)::
 
     python -m configs.run_partial_open_set --steps=600 --seeds=0,1,2 --out=runs/label_sets
+    python -m configs.run_partial_open_set --settings=universal --out=runs/label_sets
+
+Each run appends one line to ``<out>/results.jsonl``; at the end the mean ± std (sample,
+ddof=1) over seeds of every metric is printed per setting and method, in percent.
+
+``--threshold=τ`` adds, for the closed-set methods (``source_only``, ``dann``) on the
+open-set and universal tasks, a row ``<method>+conf<τ>``: the same trained run with a
+sample predicted unknown when its top softmax probability over the known classes is
+below ``τ`` (:func:`tljax.evaluate_label_sets.predict_labels`). A finished run is not
+trained again (its workdir holds the last checkpoint), so this can follow a measurement.
 """
 
 import argparse
@@ -13,16 +24,54 @@ import jax
 import numpy as np
 
 import tljax.data.label_sets  # noqa: F401
-from configs import digits_m_open_set, digits_m_partial
-from tljax import evaluate, evaluate_label_sets
-from tljax.data import get_task
+from configs import digits_m_open_set, digits_m_partial, digits_m_universal
+from tljax import evaluate
+from tljax.evaluate_label_sets import PREFIX, SETTING_METRICS, evaluation_metrics, predict_labels
 from tljax.loop import train_and_evaluate
 from tljax.plots import restore_run
 
 SETTINGS = {
     "partial": (digits_m_partial, ("source_only", "dann", "pada")),
     "open_set": (digits_m_open_set, ("source_only", "dann", "osbp")),
+    "universal": (digits_m_universal, ("source_only", "dann", "uan")),
 }
+
+
+def summary(records: list[dict]) -> str:
+    """Mean ± std (%) over seeds per (setting, method), one markdown table per setting."""
+    out = []
+    for setting in dict.fromkeys(r["setting"] for r in records):
+        keys = ["accuracy", *SETTING_METRICS[setting]]
+        if setting != "partial":
+            keys.append("unknown_rate")
+        out += [f"{setting}:", "| method | " + " | ".join(keys) + " | seeds |"]
+        out.append("|" + "---|" * (len(keys) + 2))
+        rs = [r for r in records if r["setting"] == setting]
+        for method in dict.fromkeys(r["method"] for r in rs):
+            mine = [r for r in rs if r["method"] == method]
+            cells = []
+            for k in keys:
+                v = 100 * np.array([r[k] for r in mine], float)
+                cells.append(f"{v.mean():.1f} ± {v.std(ddof=1) if v.size > 1 else 0:.1f}")
+            seeds = ",".join(str(r["seed"]) for r in mine)
+            out.append(f"| {method} | " + " | ".join(cells) + f" | {seeds} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def thresholded(workdir: str, rec: dict, threshold: float) -> dict:
+    """``rec`` of the run in ``workdir`` with unknown below a softmax confidence."""
+    parts, state = restore_run(workdir)
+    task = parts["task"]
+    logits, _ = evaluate.predict(
+        jax.jit(parts["eval_step"]), state.params, state.rest, task.target.test.x
+    )
+    pred = predict_labels(logits, unknown_label=task.unknown_label, threshold=threshold)
+    m = evaluation_metrics(task, task.target.test.y, pred)
+    out = {**rec, "method": f"{rec['method']}+conf{threshold:g}"}
+    out["accuracy"] = float(np.mean(pred == task.target.test.y))
+    out.update({k[len(PREFIX) :]: v for k, v in m.items()})
+    return out
 
 
 def main():
@@ -30,29 +79,35 @@ def main():
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--settings", default="partial,open_set")
+    p.add_argument("--methods", default="", help="comma-separated subset (default: all)")
     p.add_argument("--out", default="runs/label_sets")
+    p.add_argument("--threshold", type=float, default=0.0, help="confidence rows (see doc)")
     a = p.parse_args()
+    records = []
     for setting in a.settings.split(","):
         module, methods = SETTINGS[setting]
         for method in methods:
+            if a.methods and method not in a.methods.split(","):
+                continue
             for seed in map(int, a.seeds.split(",")):
                 c = module.get_config(f"{method},{a.steps}")
                 c.seed = seed
                 wd = os.path.join(a.out, f"{setting}_{method}_{seed}")
-                train_and_evaluate(c, wd)
-                parts, state = restore_run(wd)
-                task = parts["task"]  # standardised: a plain Task; the labels are the same
-                meta = get_task(c.data.task, data_seed=c.data.data_seed)
-                logits, _ = evaluate.predict(
-                    jax.jit(parts["eval_step"]), state.params, state.rest, task.target.test.x
-                )
-                m = evaluate_label_sets.task_metrics(
-                    meta, task.target.test.y, np.asarray(logits).argmax(-1)
-                )
-                rec = {"setting": setting, "method": method, "seed": seed, **m}
-                print(json.dumps(rec), flush=True)
-                with open(os.path.join(a.out, "results.jsonl"), "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                res = train_and_evaluate(c, wd)
+                rec = {"setting": setting, "method": method, "seed": seed}
+                rec["accuracy"] = res["target_test_acc"]
+                rec.update({k[len(PREFIX) :]: v for k, v in res.items() if k.startswith(PREFIX)})
+                rec.pop("acc", None)
+                rec["wall_time_s"] = res["wall_time_s"]
+                recs = [rec]
+                if a.threshold and setting != "partial" and method in ("source_only", "dann"):
+                    recs.append(thresholded(wd, rec, a.threshold))
+                for r in recs:
+                    print(json.dumps(r), flush=True)
+                    records.append(r)
+                    with open(os.path.join(a.out, "results.jsonl"), "a") as f:
+                        f.write(json.dumps(r) + "\n")
+    print(summary(records))
 
 
 if __name__ == "__main__":
