@@ -107,6 +107,12 @@ def build(config):
     multi = isinstance(task, MultiDomainTask)
     if multi:
         check_multi_domain(config, task, method)
+    elif method.multi_domain:
+        raise ValueError(
+            f"Method {method.name!r} needs several labelled training domains; {task.name!r} "
+            "has one. Run it on a multi-domain task ('dg/<set>' or 'msda/<set>', "
+            "tljax.data.multi_domain)."
+        )
     uint8 = pixels.is_uint8(task.source.train.x)  # converted and standardised on the device
     pixel_stats = {}  # the standardisation, so augmentation works on pixels
     if config.data.standardize and uint8:

@@ -433,7 +433,8 @@ def _drop_empty_variant(table: Table) -> Table:
 def _notes(table: Table) -> list[str]:
     """The table's notes, and :data:`STD_NOTE` when a cell is a (mean, std) pair."""
     pairs = any(isinstance(c, tuple) for r in table.rows for c in r)
-    return list(table.notes) + ([STD_NOTE] if pairs and STD_NOTE not in table.notes else [])
+    own = any("±" in n for n in table.notes)  # the table says what its ± is
+    return list(table.notes) + ([STD_NOTE] if pairs and not own else [])
 
 
 def to_markdown(table: Table) -> str:

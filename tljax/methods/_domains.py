@@ -35,11 +35,16 @@ class DomainCount(nnx.Module):
             setattr(self, name, Buffer(value))
 
 
-def require_domains(info: ModelInfo, method: str, minimum: int = 2) -> int:
+def require_domains(info: ModelInfo, method: str, minimum: int = 1) -> int:
     """``info.num_domains``, checked to be at least ``minimum``.
 
+    One training domain is allowed by default: DomainBed's leave-one-domain-out runs of a
+    three-domain set hold out two, and its methods run there (IRM's penalty on one
+    domain, VREx's variance 0, no pairs for CORAL/MMD). A single-source task is refused
+    earlier, by the trainer (``Method.multi_domain``).
+
     Raises:
-      ValueError: a single-domain task (the method needs several labelled domains).
+      ValueError: fewer than ``minimum`` labelled training domains.
     """
     k = int(info.num_domains)
     if k < minimum:

@@ -125,6 +125,8 @@ def make(
             f = f + module.class_embed(labels).astype(jnp.float32)
             weights = cdann_class_weights(labels, domains, src.logits.shape[-1], k)
         d = module.disc(f).astype(jnp.float32)
+        if k == 1:  # one training domain (a LOO run): a 1-way classifier, loss 0 (DomainBed)
+            d = d[:, None]
         adv = domain_adversarial_ce(d, domains, weights=weights)
         risks = D.domain_risks(src.logits, labels, k)
         return Losses(
