@@ -13,6 +13,9 @@ below ``--workdir`` and writes to ``--out``:
 * ``selection.{md,csv,tex}``: the target accuracy under every selection rule side by side.
 * ``label_sets.{md,csv,tex}`` (runs of partial/open-set/universal tasks only): their
   metrics (partial accuracy, OS*/UNK/OS/HOS, H-score) under ``--rule``.
+* ``dg.md`` and ``dg_*.{md,csv,tex}`` (a sweep of ``experiments.dg``, with its
+  ``dg_protocol.json``): DomainBed's tables under its three selection rules
+  (:mod:`tljax.dg_protocol`).
 * ``pad.json``; PNGs: ``curves_<task>__<method>[__<variant>].png``, ``pad_<task>.png``,
   ``tsne_<task>.png`` (see :mod:`tljax.plots`).
 """
@@ -63,9 +66,9 @@ def write_report(
       FileNotFoundError: if ``workdir`` holds no ``results.json``.
       ValueError: for an unknown selection rule.
     """
+    from tljax import dg_protocol, report
     from tljax import plots as plots_lib
     from tljax import references as refs_lib
-    from tljax import report
 
     rows = report.collect(workdir)
     if not rows:
@@ -134,6 +137,10 @@ def write_report(
             cells = [f"{p[k]:.2f}" if k in p else "–" for k in labels]
             md.append(f"| {task} | " + " | ".join(cells) + " |")
         md.append("")
+    if os.path.exists(os.path.join(workdir, dg_protocol.MANIFEST)):  # experiments.dg
+        dg = dg_protocol.write_tables(workdir, out)
+        written.update(dg)
+        md += ["## Domain generalization (DomainBed's protocol)", "", "See [dg.md](dg.md).", ""]
     if figures:
         md += ["## Figures", ""] + [f"### {t}\n\n![{t}]({n})\n" for t, n in figures]
     written["report.md"] = _write(os.path.join(out, "report.md"), "\n".join(md))

@@ -344,3 +344,23 @@ def test_leave_one_domain_out_sweep_end_to_end(tmp_path):
     assert "### colored_fashion" in md and "| irm |" in md
     again = _dg(*args, cwd=ROOT)
     assert again.returncode == 0 and "12 runs planned, 0 to train" in again.stderr
+    # experiments.report writes the same DG tables beside its own.
+    out = tmp_path / "rep"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.report",
+            f"--workdir={tmp_path}",
+            f"--out={out}",
+            "--noplots",
+            "--nofeatures",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (out / "dg.md").read_text() == open(os.path.join(tmp_path, "report", "dg.md")).read()
+    assert "dg.md" in (out / "report.md").read_text()
