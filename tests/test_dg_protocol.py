@@ -237,6 +237,9 @@ def test_ties_follow_domainbed(tmp_path):
     iid = sel[("toy", "erm", "a", "train_domain_val")]["trials"][0]
     assert (iid["hparams_seed"], iid["step"]) == (1, 0)  # later draw, earlier step
     assert iid["acc"] == pytest.approx(20.0)
+    # No leave-one-domain-out runs: that rule's table has no row for the method.
+    assert P.rule_table(sel, "toy", ["a"], "loo").rows == []
+    assert P.rule_table(sel, "toy", ["a"], "train_domain_val").rows[0][0] == "erm"
 
 
 def test_tables_and_report_files(tmp_path):

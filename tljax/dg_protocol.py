@@ -387,8 +387,9 @@ def _methods_in(selected: dict, dataset: str) -> list[str]:
 
 
 def rule_table(selected: dict, dataset: str, domains: Sequence[str], rule: str) -> report.Table:
-    """DomainBed's per-dataset table: a row per method, a column per held-out domain and
-    their average (only when every domain has a value, as DomainBed's ``X``)."""
+    """DomainBed's per-dataset table: a row per method with a result under ``rule``, a
+    column per held-out domain and their average (only when every domain has a value, as
+    DomainBed's ``X``)."""
     rows = []
     for method in _methods_in(selected, dataset):
         cells, means = [method], []
@@ -396,6 +397,8 @@ def rule_table(selected: dict, dataset: str, domains: Sequence[str], rule: str) 
             cell = selected.get((dataset, method, d, rule))
             cells.append(None if cell is None else (cell["mean"], cell["se"]))
             means.append(None if cell is None else cell["mean"])
+        if all(m is None for m in means):  # no run of this method under this rule
+            continue
         cells.append(None if None in means else float(np.mean(means)))
         rows.append(cells)
     notes = [
@@ -425,7 +428,8 @@ def summary_table(selected: dict, datasets: dict[str, Sequence[str]], rule: str)
                 [np.mean([c["trials"][t]["acc"] for c in found]) for t in sorted(trials)]
             )
             cells.append((float(avgs.mean()), float(avgs.std() / math.sqrt(len(avgs)))))
-        rows.append(cells)
+        if any(c is not None for c in cells[1:]):
+            rows.append(cells)
     notes = [
         f"Average over held-out domains (%), model selection: {RULE_TITLES[rule]}.",
         SE_NOTE,
