@@ -13,7 +13,11 @@ Methods (:mod:`tljax.adaptation`): ``source`` (none), ``bn_adapt``, ``tent``, ``
 ``kind="adapt"`` row per batch), ``adapt.json``
 and ``results.json`` (``online_acc``: accuracy of every prediction along the stream;
 ``source_acc``: the unadapted model on the same examples) to ``--out`` (default
-``RUN/adapt/<task>_<method>_<episodic|online>``) and prints the summary. See ``docs/tta.md``.
+``RUN/adapt/<task>_<method>_<episodic|online>``) and prints the summary. ``metrics.jsonl``
+and ``results.json`` also carry the trainer's unsupervised selection scores
+(``target_neg_entropy``, ``target_im``, ``target_snd``) and keys (``target_test_acc``,
+``by_selection_rule``, ...), so ``python -m experiments.report --workdir=DIR`` tabulates a
+directory of adaptation runs and picks among their settings. See ``docs/tta.md``.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ def main(argv) -> int:
         seed=FLAGS.seed,
         drop_remainder=FLAGS.drop_remainder,
     )
+    summary.pop("adapt_config", None)  # the run's whole config: in results.json only
     print(json.dumps(summary, indent=2))
     return 0
 

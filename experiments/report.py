@@ -13,6 +13,11 @@ below ``--workdir`` and writes to ``--out``:
 * ``selection.{md,csv,tex}``: the target accuracy under every selection rule side by side.
 * ``label_sets.{md,csv,tex}`` (runs of partial/open-set/universal tasks only): their
   metrics (partial accuracy, OS*/UNK/OS/HOS, H-score) under ``--rule``.
+* ``hparam_selection.{md,csv,tex}`` and ``variant_scores.{md,csv,tex}`` (when runs of one
+  task and method differ in a setting, e.g. a grid, or test-time adaptation runs of
+  ``experiments.adapt`` over Tent's lr): the setting each rule picks per seed, the target
+  accuracy of the picks beside the oracle's, and every setting's scores
+  (:mod:`tljax.hparam_selection`).
 * ``dg.md`` and ``dg_*.{md,csv,tex}`` (a sweep of ``experiments.dg``, with its
   ``dg_protocol.json``): DomainBed's tables under its three selection rules
   (:mod:`tljax.dg_protocol`).
@@ -66,7 +71,7 @@ def write_report(
       FileNotFoundError: if ``workdir`` holds no ``results.json``.
       ValueError: for an unknown selection rule.
     """
-    from tljax import dg_protocol, report
+    from tljax import dg_protocol, hparam_selection, report
     from tljax import plots as plots_lib
     from tljax import references as refs_lib
 
@@ -85,6 +90,11 @@ def write_report(
     label_sets = report.label_set_table(rows, rule)
     if label_sets.rows:  # partial/open-set/universal runs: HOS, H-score, ...
         tables["label_sets"] = (label_sets, "Label-set metrics (%)")
+    hparams = hparam_selection.hparam_selection_table(rows)
+    if hparams.rows:  # a (task, method) run with several settings: what each rule picks
+        tables["hparam_selection"] = (hparams, "Settings picked by each rule, target acc (%)")
+        scores = hparam_selection.variant_scores_table(rows)
+        tables["variant_scores"] = (scores, "Selection scores per setting")
     written = {}
     for name, (table, caption) in tables.items():
         for ext, text in (
@@ -129,6 +139,9 @@ def write_report(
     ]
     if "label_sets" in tables:
         md += ["## Label-set metrics", "", report.to_markdown(tables["label_sets"][0])]
+    if "hparam_selection" in tables:
+        md += ["## Hyperparameters picked by each rule", ""]
+        md += [report.to_markdown(tables[k][0]) for k in ("hparam_selection", "variant_scores")]
     if pads:
         md += ["## Proxy A-distance of test features (lowest seed of each group)", ""]
         labels = list(dict.fromkeys(k for p in pads.values() for k in p))

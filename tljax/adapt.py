@@ -10,9 +10,15 @@ for gradient methods, the step's own rule for T3A). Two modes:
 
 Labels, when the stream has them, are used only to score the predictions. Per stream
 position the loop writes ``metrics.jsonl`` rows ``{"step": i, "kind": "adapt", "n",
-"acc", "online_acc", "entropy", ...}`` (the format of training metrics,
-:class:`tljax.logs.MetricLogger`) and at the end ``results.json`` with the *online
-accuracy*: the accuracy of every prediction made along the stream.
+"acc", "online_acc", "entropy", "target_neg_entropy", "target_im", "target_snd", ...}``
+(the format of training metrics, :class:`tljax.logs.MetricLogger`; the ``target_*``
+scores are the trainer's unsupervised selection scores of :mod:`tljax.evaluate`, computed
+on every prediction made so far) and at the end ``results.json`` with the *online
+accuracy*: the accuracy of every prediction made along the stream. ``results.json`` has the
+trainer's keys too (``task``, ``method``, ``seed``, ``target_test_acc`` = the online
+accuracy, ``by_selection_rule``, ``wall_time_s``, ...; :func:`results_record`), so
+:mod:`tljax.report` and ``python -m experiments.report`` tabulate adaptation runs and
+the selection rules choose among their hyperparameters (:mod:`tljax.hparam_selection`).
 
 Entry points: :func:`adapt_stream` (any method, arrays in memory) and :func:`adapt_run`
 (a trained run's workdir, as ``python -m experiments.adapt``).
@@ -33,12 +39,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tljax import adaptation
+from tljax import adaptation, evaluate
 from tljax.adaptation.base import AdaptState, Context, TTAMethod
 from tljax.losses.entropy import entropy_per_sample
 
 log = logging.getLogger("tljax")
 PREDICT = ("first", "after")
+# Examples the soft-neighbourhood-density score sees: the first ones of the stream (the
+# default of tljax.evaluate.snd_score, as the trainer uses it).
+SND_MAX_EXAMPLES = 2000
+SCORE_KEYS = ("target_neg_entropy", "target_im", "target_snd")
+
+
+def selection_scores(logits: np.ndarray, snd: float | None = None) -> dict[str, float]:
+    """The trainer's unsupervised target scores (:data:`tljax.evaluate.SELECTION_RULES`'s
+    ``target_neg_entropy``, ``target_im``, ``target_snd``) of the predictions ``logits``.
+
+    Args:
+      logits: ``(n, C)`` predictions.
+      snd: a precomputed SND score (the score of the first :data:`SND_MAX_EXAMPLES`
+        predictions does not change once the stream is longer), or ``None``.
+    """
+    return {
+        "target_neg_entropy": evaluate.neg_entropy_score(logits),
+        "target_im": evaluate.information_maximization_score(logits),
+        "target_snd": (
+            evaluate.snd_score(None, logits, max_examples=SND_MAX_EXAMPLES) if snd is None else snd
+        ),
+    }
 
 
 def make_adapt_step(
@@ -80,8 +108,9 @@ class StreamResult:
     """What :func:`adapt_stream` returns.
 
     Attributes:
-      summary: the ``results.json`` record.
-      rows: the per-batch metric rows.
+      summary: the stream's summary (part of the ``results.json`` record).
+      rows: the per-batch metric rows (with the selection scores of every prediction up
+        to and including the batch, :func:`selection_scores`).
       logits: ``(n, C)`` predictions in stream order.
       order: the example indices in stream order.
       state: the final state (continual) or the last episode's.
@@ -158,6 +187,7 @@ def adapt_stream(
     rows, all_logits = [], []
     correct = seen = 0
     ent_sum = 0.0
+    snd = None
     start = time.perf_counter()
     for i, lo in enumerate(range(0, stop, batch_size)):
         idx = order[lo : min(lo + batch_size, stop)]
@@ -174,8 +204,11 @@ def adapt_stream(
             correct += hits
             row["acc"] = hits / len(idx)
             row["online_acc"] = correct / seen
-        rows.append(row)
         all_logits.append(logits)
+        # Every prediction so far (the last row's scores are the whole stream's).
+        row.update(selection_scores(np.concatenate(all_logits), snd))
+        snd = row["target_snd"] if seen >= SND_MAX_EXAMPLES else None
+        rows.append(row)
         if logger is not None:
             logger.write(i, "adapt", row)
     summary = dict(
@@ -189,6 +222,7 @@ def adapt_stream(
         num_examples=seen,
         mean_entropy=ent_sum / seen,
         seconds=time.perf_counter() - start,
+        **{k: rows[-1][k] for k in SCORE_KEYS},
     )
     if y is not None:
         summary["online_acc"] = correct / seen
@@ -306,10 +340,11 @@ def adapt_run(
       **stream_kwargs: :func:`adapt_stream`'s options.
 
     Returns:
-      The ``results.json`` record (plus ``source_acc``: the unadapted model's accuracy on
-      the same examples).
+      The ``results.json`` record: the stream's summary, ``source_acc`` (the unadapted
+      model's accuracy on the same examples) and the trainer's keys
+      (:func:`results_record`). The predictions go to ``predictions.npz`` (``logits`` and
+      ``labels`` in stream order, ``order``: the indices into the split).
     """
-    from tljax import evaluate
     from tljax.logs import MetricLogger
     from tljax.workdir import atomic_write
 
@@ -349,16 +384,107 @@ def adapt_run(
         p = np.exp(src_logits - src_logits.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         summary["source_mean_entropy"] = float(-np.sum(p * np.log(p + 1e-30), 1).mean())
+    summary.update(
+        results_record(
+            summary,
+            res,
+            None if y is None else y[res.order],
+            num_classes=ctx.num_classes,
+            seed=int(stream_kwargs.get("seed", 0)),
+            adapt_config=adapt_config(workdir, args, method.hparams),
+        )
+    )
+    labels = {} if y is None else {"labels": np.asarray(y)[res.order]}
+    np.savez(os.path.join(out, "predictions.npz"), logits=res.logits, order=res.order, **labels)
     atomic_write(os.path.join(out, "results.json"), json.dumps(summary, indent=2) + "\n")
     return summary
 
 
+def adapt_config(workdir: str, args: dict, hparams: dict) -> dict:
+    """The flattened settings of an adaptation run: the trained run's ``config.json``
+    (its keys unchanged) and the adaptation's own under ``adapt.`` (``adapt.method``,
+    ``adapt.hparams.<name>`` with the method's defaults filled in, ``adapt.episodic``,
+    ``adapt.steps_per_batch``, ...; not its seed, the replicate axis).
+    :func:`tljax.report.attach_configs` reads it as a run's config, so a variant names
+    the setting that differs between adaptation runs (e.g. ``adapt.hparams.lr=0.01``)."""
+    with open(os.path.join(workdir, "config.json")) as f:
+        flat = json.load(f)
+    skip = {"workdir", "hparams", "seed", "out"}
+    own = {f"adapt.{k}": v for k, v in args.items() if k not in skip}
+    own.update({f"adapt.hparams.{k}": v for k, v in hparams.items()})
+    defaults = dict(episodic=False, steps_per_batch=1, predict="first", batch_size=64)
+    defaults.update(shuffle=True, drop_remainder=False)
+    for k, v in defaults.items():  # adapt_stream's defaults, when not passed
+        own.setdefault(f"adapt.{k}", v)
+    return json.loads(json.dumps({**flat, **own}, default=str))
+
+
+def results_record(
+    summary: dict,
+    res: StreamResult,
+    labels: np.ndarray | None,
+    *,
+    num_classes: int,
+    seed: int,
+    adapt_config: dict | None = None,
+) -> dict:
+    """The keys of the trainer's ``results.json`` (:func:`tljax.loop.train_and_evaluate`)
+    for an adaptation run, so :func:`tljax.report.collect` and its tables take it.
+
+    The run has one evaluation: the whole stream. ``target_test_acc`` is the online
+    accuracy (NaN without labels, as the trainer's for a target without a test split);
+    ``target_neg_entropy``/``target_im``/``target_snd`` are the selection scores of all its
+    predictions; ``by_selection_rule`` is :func:`tljax.report.select_by_rules` of that one
+    evaluation (every rule picks it; the ``score`` is what selects *between* runs,
+    :mod:`tljax.hparam_selection`). ``steps`` counts stream positions (batches).
+
+    Args:
+      summary: :class:`StreamResult`'s summary (with ``task`` and ``split``).
+      res: the stream's result.
+      labels: the labels in stream order, or ``None``.
+      num_classes: classes of the head.
+      seed: the stream's seed (the replicate axis of the tables).
+      adapt_config: the run's flattened settings (:func:`adapt_config`).
+    """
+    from tljax.report import select_by_rules
+
+    acc = summary.get("online_acc", float("nan"))
+    final = {"step": len(res.rows) - 1, "target_test_acc": acc}
+    final.update({k: summary[k] for k in SCORE_KEYS})
+    record = {
+        "seed": seed,
+        "steps": len(res.rows),
+        "target_test_acc": acc,
+        "target_test_mean_class_acc": (
+            float("nan")
+            if labels is None
+            else evaluate.mean_class_accuracy(res.logits, labels, num_classes)
+        ),
+        "evaluated_on": {
+            "target": f"{summary['task']} target/{summary['split']}: online predictions, "
+            f"{summary['num_examples']} examples"
+        },
+        "selection": "whole stream (online predictions)",
+        "by_selection_rule": select_by_rules([final]),
+        "wall_time_s": summary["seconds"],
+        "devices": 1,
+        "processes": 1,
+        "source_workdir": summary.get("workdir"),
+    }
+    if adapt_config is not None:
+        record["adapt_config"] = adapt_config
+    return record
+
+
 __all__ = [
     "StreamResult",
+    "adapt_config",
     "adapt_run",
     "adapt_stream",
     "load_context",
     "make_adapt_step",
+    "results_record",
+    "selection_scores",
     "stream_order",
     "target_inputs",
 ]

@@ -62,6 +62,13 @@ def learning_curves(runs: list[dict], path: str, title: str = "") -> str:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     logs = [read_metrics(r["workdir"]) for r in runs if os.path.exists(_metrics(r))]
+    if not any(r["kind"] in ("train", "eval") for rows in logs for r in rows):
+        # Test-time adaptation runs (tljax.adapt): one row per stream position.
+        panels = [
+            ("adapt", "online_acc", "online accuracy so far (%)"),
+            ("adapt", "entropy", "batch prediction entropy"),
+            ("adapt", "target_im", "IM score of the predictions so far"),
+        ]
     for ax, (kind, key, label) in zip(axes, panels):
         series = [
             {r["step"]: float(r[key]) for r in rows if r["kind"] == kind and key in r}
@@ -75,7 +82,7 @@ def learning_curves(runs: list[dict], path: str, title: str = "") -> str:
             mean, std = np.nanmean(vals, 0), np.nanstd(vals, 0)
             ax.plot(steps, mean, marker="o" if kind == "eval" else None, ms=3)
             ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-        ax.set_xlabel("step")
+        ax.set_xlabel("stream position" if kind == "adapt" else "step")
         ax.set_title(label)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title} ({len(logs)} seed{'s' * (len(logs) != 1)}, mean ± std)")

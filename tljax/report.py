@@ -173,15 +173,18 @@ class Table:
 
 
 def attach_configs(rows: list[dict]) -> list[dict]:
-    """Adds each run's flattened ``config.json`` (``row["config"]``, ``{}`` if missing) and a
-    ``row["variant"]`` label naming the config values that differ between runs of the same
-    (task, method), e.g. ``"method.weight=0.3"`` (``""`` when all runs share one config)."""
+    """Adds each run's flattened ``config.json`` (``row["config"]``; a test-time adaptation
+    run's ``adapt_config``; ``{}`` if missing) and a ``row["variant"]`` label naming the
+    config values that differ between runs of the same (task, method), e.g.
+    ``"method.weight=0.3"`` (``""`` when all runs share one config)."""
     for r in rows:
         path = os.path.join(r.get("workdir", ""), "config.json")
         r["config"] = {}
         if os.path.exists(path):
             with open(path) as f:
                 r["config"] = _expand_hparams(json.load(f))
+        elif "adapt_config" in r:  # a test-time adaptation run (tljax.adapt.adapt_config)
+            r["config"] = _expand_hparams(dict(r["adapt_config"]))
     # A key missing from an older run's config.json is a field added since, at its default
     # (new fields keep the old behaviour at their defaults), not a different variant.
     defaults = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
