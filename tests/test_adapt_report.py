@@ -208,3 +208,47 @@ def test_adaptation_sweep_in_the_report(tmp_path):
     assert "adapt.hparams.lr=0.5" in scores_md and "entropy" in scores_md
     report_md = open(written["report.md"]).read()
     assert "## Hyperparameters picked by each rule" in report_md
+
+
+def test_hparam_selection_picks_the_best_score_per_seed():
+    """Trained-run-like rows: a rule's pick per seed is the variant with the highest
+    score (ties: the first variant), the cell the accuracy at the step the rule chose."""
+    from tljax.hparam_selection import hparam_selection_table, pick, variant_scores_table
+
+    def row(variant, seed, acc, ent_score, ent_acc):
+        sel = {
+            "entropy": {"step": 5, "target_test_acc": ent_acc, "score": ent_score},
+            "last": {"step": 9, "target_test_acc": acc, "score": None},
+            "oracle": {"step": 7, "target_test_acc": max(acc, ent_acc), "score": max(acc, ent_acc)},
+        }
+        return dict(
+            task="t",
+            method="m",
+            variant=variant,
+            seed=seed,
+            target_test_acc=acc,
+            by_selection_rule=sel,
+        )
+
+    rows = [
+        row("lr=1", 0, 0.5, -0.2, 0.55),
+        row("lr=2", 0, 0.7, -0.1, 0.60),
+        row("lr=1", 1, 0.6, -0.3, 0.40),
+        row("lr=2", 1, 0.8, -0.3, 0.65),  # a tie: the first variant ("lr=1") is picked
+        dict(task="t", method="other", variant="", seed=0, target_test_acc=0.1),
+    ]
+    assert pick(rows[:2], "entropy") is rows[1] and pick(rows[2:4], "entropy") is rows[2]
+    assert pick(rows[:2], "last") is None  # no score to pick by
+    table = hparam_selection_table(rows)
+    by_rule = {r[2]: r for r in table.rows}
+    assert set(by_rule) == {"entropy", "oracle", "mean over variants"}
+    assert by_rule["entropy"][3] == "lr=1 ×1; lr=2 ×1"
+    assert by_rule["entropy"][4] == pytest.approx((np.mean([60, 40]), np.std([60, 40], ddof=1)))
+    assert by_rule["oracle"][3] == "lr=2 ×2"
+    assert by_rule["oracle"][4][0] == pytest.approx(np.mean([70, 80]))
+    assert by_rule["entropy"][5] == pytest.approx(75 - 50)
+    assert by_rule["mean over variants"][4][0] == pytest.approx(np.mean([60, 70]))
+    assert all(r[1] == "m" for r in table.rows)  # one variant: nothing to pick
+    scores = variant_scores_table(rows)
+    assert [r[2] for r in scores.rows] == ["lr=1", "lr=2"]
+    assert scores.rows[0][4] == f"{np.mean([-0.2, -0.3]):.4f} ± {np.std([-0.2, -0.3], ddof=1):.4f}"

@@ -94,11 +94,12 @@ def hparam_selection_table(rows: list[dict]) -> Table:
             random.append(float(np.mean([v for v in vals if v is not None])))
         below = None if oracle is None else oracle[0] - mean_std(random)[0]
         out.append([task, method, "mean over variants", "", mean_std(random), below, len(seeds)])
+    used = dict.fromkeys(r[2] for r in out)
     notes = [
         "A rule picks, per seed, the variant (and, for trained runs, the evaluation step) "
         "with its highest score; the cell is the target accuracy there (%), the mean and "
         "std over seeds. below oracle: the oracle's mean minus the rule's (points).",
-        *(f"{k}: {v[1]}" for k, v in SELECTION_RULES.items() if v[0] is not None),
+        *(f"{k}: {SELECTION_RULES[k][1]}" for k in used if k in SELECTION_RULES),
     ]
     columns = ["task", "method", "rule", "picked", "target acc (%)", "below oracle", "seeds"]
     return Table(columns, out, notes)
