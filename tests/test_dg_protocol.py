@@ -335,10 +335,13 @@ def test_leave_one_domain_out_sweep_end_to_end(tmp_path):
     assert len(runs) == 12
     # Each run trained with its coordinates' config.
     for r in runs:
-        cfg = json.load(open(os.path.join(tmp_path, r.path, "config.json")))
-        assert cfg["data"]["task_kwargs"]["test"] == "-90%"
-        assert cfg["data"]["task_kwargs"]["val"] == (r.val or "")
-        assert cfg["seed"] == r.seed and cfg["optim"]["lr"] == pytest.approx(r.hparams["optim.lr"])
+        cfg = json.load(open(os.path.join(tmp_path, r.path, "config.json")))  # flat keys
+        assert cfg["data.task_kwargs"]["test"] == "-90%"
+        assert cfg["data.task_kwargs"]["val"] == (r.val or "")
+        assert cfg["seed"] == r.seed and cfg["optim.lr"] == pytest.approx(r.hparams["optim.lr"])
+        for key, value in r.hparams.items():
+            if key.startswith("method.hparams."):
+                assert cfg["method.hparams"][key.split(".")[-1]] == pytest.approx(value)
     sel = P.select(str(tmp_path), runs)
     for m in ("erm", "irm"):
         for rule in P.RULES:
