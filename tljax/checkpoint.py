@@ -8,7 +8,8 @@ Failures end the run, never hang it. Step directories are created synchronously,
 file where ``checkpoints/`` should be, or a read-only directory, fails at the first
 :meth:`Checkpointer.save`; a write that fails in the background (a full disk) is raised by
 the next ``save``, ``wait`` or ``close`` as :class:`CheckpointWriteError`, and ``close``
-stops Orbax's threads even then.
+stops Orbax's threads even then. The writes still in flight are cancelled before Orbax
+closes their event loop (:func:`_run_sync_settled`), so that error is the only message.
 
 Integrity: before Orbax publishes a step (renames its temporary directory), the SHA-256
 and size of every file of the step's items are written to ``<step>/tljax_manifest.json``
@@ -24,6 +25,7 @@ you trust such a checkpoint, :func:`seal` writes its manifest.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -145,6 +147,64 @@ def _quiet_orbax_errors() -> None:
     absl_logger = logging.getLogger("absl")  # Orbax logs through absl.logging
     if not any(isinstance(f, _DropOrbaxErrors) for f in absl_logger.filters):
         absl_logger.addFilter(_DropOrbaxErrors())
+    _settle_orbax_loops()
+
+
+_SETTLE_S = 10.0  # seconds cancelled Orbax tasks may take to finish before the loop closes
+
+
+def _run_sync_settled(coro):
+    """Orbax's ``asyncio_utils._run_sync_via_new_loop`` (run ``coro`` on a new event loop,
+    then close it), but cancels the loop's unfinished tasks and lets them finish before
+    closing it, as ``asyncio.run`` does.
+
+    Why: Orbax runs each background save part on such a loop (e.g. the array writes, in
+    its thread ``array_type_handler``). When one write fails (a full disk), its
+    ``asyncio.gather`` raises at once and Orbax closed the loop while the other writes
+    still awaited TensorStore futures. Each of those, when done, called
+    ``loop.call_soon_threadsafe`` on the closed loop from a TensorStore thread, and
+    TensorStore printed the ``RuntimeError: Event loop is closed`` as an unraisable
+    exception: a dozen tracebacks before our one-line error. Cancelling an awaited
+    TensorStore future runs its callbacks at once, on the open loop, so none is left.
+
+    The tasks are tracked by a task factory, not ``asyncio.all_tasks``: Orbax avoids
+    that global, thread-unsafe set on purpose.
+    """
+    loop = asyncio.new_event_loop()
+    unfinished: set[asyncio.Task] = set()
+
+    def track(loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        unfinished.add(task)
+        task.add_done_callback(unfinished.discard)
+        return task
+
+    loop.set_task_factory(track)
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            pending = [t for t in unfinished if not t.done()]
+            if pending:
+                for t in pending:
+                    t.cancel()
+                # Bounded: a task that ignores its cancellation must not hang the run.
+                loop.run_until_complete(asyncio.wait(pending, timeout=_SETTLE_S))
+                for t in pending:  # after the error raised: its consequences, as a rule
+                    if t.done() and not t.cancelled() and t.exception() is not None:
+                        log.debug("Orbax task failed after another one: %r", t.exception())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _settle_orbax_loops() -> None:
+    from orbax.checkpoint._src import asyncio_utils
+
+    # Only where Orbax has this helper (older versions used asyncio.run, which settles).
+    if getattr(asyncio_utils, "_run_sync_via_new_loop", None) not in (None, _run_sync_settled):
+        asyncio_utils._run_sync_via_new_loop = _run_sync_settled
 
 
 class Checkpointer:
