@@ -371,6 +371,8 @@ def select(root: str, runs: Sequence[ProtocolRun], domains: dict[str, list[str]]
                     "hparams_seed": hseed,
                     "hparams": run.hparams,
                 }
+    order = {m: i for i, m in enumerate(dict.fromkeys(r.method for r in runs))}
+    out = dict(sorted(out.items(), key=lambda kv: order[kv[0][1]]))  # the runs' method order
     for cell in out.values():
         accs = np.array([t["acc"] for t in cell["trials"].values()])
         cell["mean"] = float(accs.mean())
@@ -524,6 +526,9 @@ def write_tables(root: str, out: str | None = None) -> dict[str, str]:
             emit(f"dg_chosen_{_slug(ds)}_{rule}", chosen_table(selected, ds, rule), "")
             md += [f"### {ds}", "", report.to_markdown(t)]
         s = summary_table(selected, tested, rule)
+        if not s.rows:
+            md += ["No run has what this rule needs.", ""]
+            continue
         emit(f"dg_summary_{rule}", s, f"Averages: {RULE_TITLES[rule]}")
         md += ["### Averages", "", report.to_markdown(s)]
     path = os.path.join(out, "dg.md")
