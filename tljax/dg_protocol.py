@@ -527,7 +527,7 @@ def write_tables(root: str, out: str | None = None) -> dict[str, str]:
             md += [f"### {ds}", "", report.to_markdown(t)]
         s = summary_table(selected, tested, rule)
         if not s.rows:
-            md += ["No run has what this rule needs.", ""]
+            md += ["No method has every held-out domain under this rule: no averages.", ""]
             continue
         emit(f"dg_summary_{rule}", s, f"Averages: {RULE_TITLES[rule]}")
         md += ["### Averages", "", report.to_markdown(s)]
