@@ -436,7 +436,7 @@ def _drop_empty_variant(table: Table) -> Table:
 def _notes(table: Table) -> list[str]:
     """The table's notes, and :data:`STD_NOTE` when a cell is a (mean, std) pair."""
     pairs = any(isinstance(c, tuple) for r in table.rows for c in r)
-    own = any("±" in n for n in table.notes)  # the table says what its ± is
+    own = any(n.startswith("± is") for n in table.notes)  # the table defines its ± itself
     return list(table.notes) + ([STD_NOTE] if pairs and not own else [])
 
 
