@@ -9,7 +9,9 @@ file where ``checkpoints/`` should be, or a read-only directory, fails at the fi
 :meth:`Checkpointer.save`; a write that fails in the background (a full disk) is raised by
 the next ``save``, ``wait`` or ``close`` as :class:`CheckpointWriteError`, and ``close``
 stops Orbax's threads even then. The writes still in flight are cancelled before Orbax
-closes their event loop (:func:`_run_sync_settled`), so that error is the only message.
+closes their event loop (:func:`_run_sync_settled`), and a TensorStore write that completes
+after its loop closed is not reported as a stray ``Event loop is closed`` traceback
+(:func:`_drop_closed_loop_callbacks`), so that error is the only message.
 
 Integrity: before Orbax publishes a step (renames its temporary directory), the SHA-256
 and size of every file of the step's items are written to ``<step>/tljax_manifest.json``
@@ -148,6 +150,52 @@ def _quiet_orbax_errors() -> None:
     if not any(isinstance(f, _DropOrbaxErrors) for f in absl_logger.filters):
         absl_logger.addFilter(_DropOrbaxErrors())
     _settle_orbax_loops()
+    _drop_closed_loop_callbacks()
+
+
+def _is_closed_loop_callback(unraisable) -> bool:
+    """True for the one unraisable error :func:`_drop_closed_loop_callbacks` drops: a
+    ``RuntimeError('Event loop is closed')`` raised by ``loop.call_soon_threadsafe``
+    called from outside Python (a TensorStore thread finishing a future)."""
+    if (
+        unraisable.exc_type is not RuntimeError
+        or str(unraisable.exc_value) != "Event loop is closed"
+    ):
+        return False
+    tb = unraisable.exc_traceback
+    if tb is None:
+        return False
+    # The outermost Python frame is call_soon_threadsafe itself: its caller is native code.
+    return tb.tb_frame.f_code.co_name == "call_soon_threadsafe"
+
+
+def _drop_closed_loop_callbacks() -> None:
+    """Installs (once) a ``sys.unraisablehook`` that drops only
+    :func:`_is_closed_loop_callback` errors (logged at debug level) and passes every
+    other unraisable error to the hook that was installed before.
+
+    Why: cancelling the writes still in flight (:func:`_run_sync_settled`) cancels their
+    asyncio side at once, but a TensorStore write already running in its own thread may
+    still finish after Orbax closed the loop; its completion callback then calls
+    ``call_soon_threadsafe`` on the closed loop and TensorStore reports the error as
+    unraisable. Nobody awaits that result any more (the run already failed with the
+    first write's error), so the traceback is noise -- on a busy machine it came
+    before the one-line error. Found by a race, so the settle alone could not be enough.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_tljax_closed_loop_filter", False):
+        return
+
+    def hook(unraisable):
+        if _is_closed_loop_callback(unraisable):
+            log.debug(
+                "A write finished after its event loop closed (dropped): %r", unraisable.exc_value
+            )
+            return
+        previous(unraisable)
+
+    hook._tljax_closed_loop_filter = True
+    sys.unraisablehook = hook
 
 
 _SETTLE_S = 10.0  # seconds cancelled Orbax tasks may take to finish before the loop closes
