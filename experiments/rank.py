@@ -1,17 +1,19 @@
 r"""Ranks trained checkpoints for a target task with transferability estimators.
 
     python -m experiments.rank --workdirs=runs/a,runs/b,runs/c --task=NAME \
-        [--accuracies=0.81,0.77,0.92] [--accuracy_key=target_test_acc] \
-        [--max_examples=5000] [--out=rank.json]
+        [--task_option=max_train=2000] [--accuracies=0.81,0.77,0.92] \
+        [--accuracy_key=target_test_acc] [--max_examples=5000] [--out=rank.json]
 
 For each run directory (``config.json`` + ``checkpoints/``, as written by
 ``experiments/run.py``) the model is rebuilt from its config (:func:`tljax.loop.build`),
 its last verified checkpoint loaded (:func:`tljax.checkpoint.load_trained`), and the
 features (the head's input) and logits computed on the *training* split of the target
-domain of ``--task``. Scores (:mod:`tljax.ranking`): LogME and H-score from the features,
-LEEP from the softmax of the run's own head (its source label set, whatever the target's
-is), NCE from its arg-max. Each estimator's scores are compared with the runs' fine-tuned
-target accuracies by Kendall's tau and weighted tau (the LogME paper's protocol).
+domain of ``--task`` (built with the ``--task_option`` options, else with the run's own
+``data.task_kwargs`` when ``--task`` is the run's own task). Scores
+(:mod:`tljax.ranking`): LogME and H-score from the features, LEEP from the softmax of the
+run's own head (its source label set, whatever the target's is), NCE from its arg-max.
+Each estimator's scores are compared with the runs' fine-tuned target accuracies by
+Kendall's tau and weighted tau (the LogME paper's protocol).
 
 Accuracies: ``--accuracies`` (one per workdir, same order), else ``--accuracy_key`` of
 each workdir's ``results.json``. In the LogME protocol these are the accuracies of the
@@ -39,6 +41,9 @@ def define_flags() -> None:
     """The command-line flags (defined only when run as a script)."""
     flags.DEFINE_list("workdirs", None, "Run directories to rank (comma-separated).")
     flags.DEFINE_string("task", None, "Target task; its target domain's train split is used.")
+    flags.DEFINE_multi_string(
+        "task_option", [], "key=value option of --task (a Python literal or a string)."
+    )
     flags.DEFINE_list("accuracies", None, "Fine-tuned accuracies, one per workdir.")
     flags.DEFINE_string("accuracy_key", "target_test_acc", "results.json key of the accuracy.")
     flags.DEFINE_integer("max_examples", None, "Seeded subsample of the target train split.")
@@ -47,13 +52,40 @@ def define_flags() -> None:
     flags.mark_flags_as_required(["workdirs", "task"])
 
 
-def _target_inputs(config, task_name: str):
-    """The target train split of ``task_name``, prepared as the run's own inputs were."""
+def parse_task_options(items: list[str]) -> dict:
+    """``["max_train=2000", "degrees=30.0"]`` → ``{"max_train": 2000, "degrees": 30.0}``
+    (values as Python literals, else strings).
+
+    Raises:
+      ValueError: an item without ``=``.
+    """
+    import ast
+
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--task_option takes key=value, got {item!r}.")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _target_inputs(config, task_name: str, task_kwargs: dict | None = None):
+    """The target train split of ``task_name``, prepared as the run's own inputs were.
+
+    ``task_kwargs``: the task's options; ``None``: the run's own ``data.task_kwargs`` if
+    ``task_name`` is the run's task, else none."""
     from tljax.data import pixels, tasks
     from tljax.data.core import standardize
 
     same = task_name == config.data.task
-    kwargs = config.data.task_kwargs.to_dict() if same else {}
+    if task_kwargs is not None:
+        kwargs = dict(task_kwargs)
+    else:
+        kwargs = config.data.task_kwargs.to_dict() if same else {}
     task = tasks.get_task(
         task_name, data_seed=config.data.data_seed, image_size=config.data.image_size, **kwargs
     )
@@ -80,6 +112,7 @@ def extract(
     workdir: str,
     task_name: str,
     *,
+    task_kwargs: dict | None = None,
     max_examples: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
@@ -95,9 +128,6 @@ def extract(
       tljax.checkpoint.CheckpointError: no readable checkpoint.
       ValueError: the target inputs do not fit the run's model.
     """
-    import jax
-
-    from tljax import evaluate
     from tljax.loop import build, init_from
     from tljax.plots import config_from_json
 
@@ -106,11 +136,45 @@ def extract(
     parts = build(config)
     state = parts["state"]
     params, rest = init_from(state.params, state.rest, workdir, ".*")
-    x, y, num_classes = _target_inputs(config, task_name)
+    return extract_model(
+        config,
+        parts,
+        params,
+        rest,
+        task_name,
+        task_kwargs=task_kwargs,
+        max_examples=max_examples,
+        seed=seed,
+        batch_size=batch_size,
+        name=workdir,
+    )
+
+
+def extract_model(
+    config,
+    parts: dict,
+    params,
+    rest,
+    task_name: str,
+    *,
+    task_kwargs: dict | None = None,
+    max_examples: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    name: str = "the model",
+) -> dict:
+    """:func:`extract` for a model in memory: ``parts`` from :func:`tljax.loop.build` of
+    ``config``, with parameters ``params``/``rest`` (e.g. the untrained initialisation,
+    for a from-scratch candidate)."""
+    import jax
+
+    from tljax import evaluate
+
+    x, y, num_classes = _target_inputs(config, task_name, task_kwargs)
     want = tuple(parts["task"].source.train.x.shape[1:])
     if tuple(x.shape[1:]) != want:
         raise ValueError(
-            f"{workdir}: the model takes inputs of shape {want} but task {task_name!r} has "
+            f"{name}: the model takes inputs of shape {want} but task {task_name!r} has "
             f"{tuple(x.shape[1:])}; rank runs whose inputs match the target task."
         )
     if max_examples is not None and max_examples < len(x):
@@ -161,6 +225,7 @@ def rank(
     workdirs: list[str],
     task: str,
     *,
+    task_kwargs: dict | None = None,
     accuracies: list[float] | None = None,
     accuracy_key: str = "target_test_acc",
     max_examples: int | None = None,
@@ -191,7 +256,9 @@ def rank(
     )
     per_run, n = [], None
     for w in workdirs:
-        ex = extract(w, task, max_examples=max_examples, batch_size=batch_size)
+        ex = extract(
+            w, task, task_kwargs=task_kwargs, max_examples=max_examples, batch_size=batch_size
+        )
         n = len(ex["labels"])
         per_run.append(scores(ex))
     result = dict(task=task, workdirs=list(workdirs), accuracies=accs, n_examples=n)
@@ -235,6 +302,7 @@ def main(argv) -> None:
     result = rank(
         FLAGS.workdirs,
         FLAGS.task,
+        task_kwargs=parse_task_options(FLAGS.task_option) if FLAGS.task_option else None,
         accuracies=[float(a) for a in FLAGS.accuracies] if FLAGS.accuracies else None,
         accuracy_key=FLAGS.accuracy_key,
         max_examples=FLAGS.max_examples,

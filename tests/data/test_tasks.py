@@ -89,6 +89,19 @@ def test_digits_rot_and_inv_targets():
     np.testing.assert_array_equal(inv.target.train.x, invert(inv.source.train.x))
 
 
+@pytest.mark.parametrize("shift", ["m", "rot", "inv"])
+def test_single_domain_shifted_tasks_are_the_pairs_target_alone(shift):
+    pair = tasks.get_task(f"digits->digits_{shift}", data_seed=1, image_size=16)
+    one = tasks.get_task(f"digits_{shift}", data_seed=1, image_size=16)
+    assert one.source is one.target and one.source.name == f"digits_{shift}"
+    for a, b in ((one.source.train, pair.target.train), (one.source.test, pair.target.test)):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.y, b.y)
+    with pytest.raises(TypeError, match="unexpected option"):
+        tasks.get_task("digits_inv", degrees=10.0)  # rotation options only for _rot
+    assert tasks.get_task("digits_rot", degrees=10.0).source.train.x.shape == (1257, 28, 28, 1)
+
+
 def test_options_and_arguments_are_checked():
     with pytest.raises(TypeError, match=r"unexpected option\(s\) \['degrees'\]"):
         tasks.get_task("digits->digits_m", degrees=10)
@@ -103,6 +116,8 @@ def test_fashion_tasks_on_fixture_files(fashion_dir):
         task = tasks.get_task(name, directory=fashion_dir, max_train=25, max_test=50)
         task.validate()
         assert len(task.source.train) == 25 and len(task.target.test) == 20
+    one = tasks.get_task("fashion_inv", directory=fashion_dir, max_train=25)
+    assert one.source is one.target and len(one.source.train) == 25
     m = tasks.get_task("fashion->fashion_m", directory=fashion_dir, image_size=20, max_train=10)
     assert m.target.train.x.shape == (10, 20, 20, 3)
     with pytest.raises(ValueError, match="max_train must be a positive integer"):

@@ -14,6 +14,9 @@ Names are ``"source->target"``; the target is the source dataset with one shift 
   domain (the same train and test splits, grey ``(n, s, s, 1)``), so ``target_test_acc``
   equals ``source_test_acc``; methods with ``needs_target=False`` never look at it.
   ``data.labels_per_class`` subsamples the labelled (source) train split only.
+  ``digits_m``, ``digits_rot``, ``digits_inv``, ``fashion_m``, ``fashion_rot``,
+  ``fashion_inv``: the same for the shifted images alone — the target domain of
+  ``digits->digits_rot`` etc. (identical arrays for the same seed), as a single domain.
 * Text tasks (:mod:`tljax.data.text_tasks`, token ids for BERT backbones): ``reviews``,
   ``products``, ``reviews->products``, ``products->reviews`` (constructed, offline) and
   ``imdb`` (TFDS ``imdb_reviews``). They need the ``tokenizer`` option.
@@ -71,6 +74,9 @@ _TASKS: dict[str, tuple[str, str] | None] = {
     "fashion->fashion_inv": ("fashion", "inv"),
     "digits": ("digits", "none"),
     "fashion": ("fashion", "none"),
+    # Single-domain tasks of the shifted images: the pair's target domain on its own, for
+    # supervised training on it (fine-tuning targets, e.g. experiments.zoo).
+    **{f"{d}_{s}": (d, s) for d in ("digits", "fashion") for s in ("m", "rot", "inv")},
 }
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "moons": ("n_train", "n_test", "angle", "noise"),
@@ -318,6 +324,8 @@ def _build(name: str, data_seed: int, image_size: int, options: tuple) -> Task:
                 Split(_shift(train.x, shift, [data_seed, 1], opts), train.y.copy()),
                 Split(_shift(test.x, shift, [data_seed, 2], opts), test.y.copy()),
             )
+            if "->" not in name:  # the shifted images alone, as one domain
+                source = target
         task = Task(name, source, target, num_classes=10)
     task.validate()
     for domain in (task.source, task.target):

@@ -1,0 +1,152 @@
+r"""The model zoo of ``experiments/zoo.py``: candidates and their fine-tuning runs.
+
+A candidate is an architecture pretrained one way, all at 28×28×1 with inputs in
+``[0, 1]``:
+
+* architectures (``ARCHS``): ``lenet`` (the digits LeNet of docs/transfer.md, 768-d
+  features), ``mlp`` (two ``Linear→ReLU`` layers, 256 and 128 wide), ``vit_tiny`` (ViT,
+  patch 4 — a 7×7 grid —, width 32, 2 layers, class-token features);
+* pretraining (``PRETRAININGS``): ``fashion`` (supervised on Fashion-MNIST),
+  ``digits`` (supervised on the UCI digits), ``simclr`` (SimCLR on Fashion-MNIST, no
+  labels reach the backbone), ``scratch`` (none: the seeded initialisation).
+
+A fine-tuning run trains a candidate on a target task (a single-domain task such as
+``digits_rot`` or ``fashion_inv``) with every parameter free, a new head, and one
+learning rate of a small grid; ``experiments.zoo`` picks the rate by the held-out 10% of
+the target's training split (``source_val_acc``) and reports the test accuracy.
+
+Runnable for one run, e.g.::
+
+    python -m experiments.run --config=configs/zoo.py:role=pretrain,arch=vit_tiny,pretrain=simclr \
+        --workdir=runs/zoo/pretrain/vit_tiny_simclr
+    python -m experiments.run --workdir=runs/zoo/finetune/digits_rot/lenet_fashion/lr_1 \
+        --config=configs/zoo.py:role=finetune,arch=lenet,target=digits_rot,init=runs/zoo/pretrain/lenet_fashion
+
+Argument keys: ``role`` (``pretrain`` or ``finetune``), ``arch``, ``pretrain``,
+``steps``, and for fine-tuning ``target``, ``init`` (the pretraining run's workdir;
+``none`` for ``scratch``), ``lr_scale`` (times the architecture's base rate) and
+``max_train`` (a seeded subsample of the target's training split; Fashion targets only).
+"""
+
+from __future__ import annotations
+
+from configs.args import parse_args
+from tljax.config import base_config
+
+# name -> (backbone, backbone kwargs, optimizer, base learning rate)
+ARCHS = {
+    "lenet": ("lenet", {"padding": "VALID"}, "sgd", 0.01),
+    "mlp": ("mlp", {"hidden": (256, 128)}, "sgd", 0.01),
+    "vit_tiny": ("vit_tiny", {}, "adam", 1e-3),
+}
+# name -> (task, method); scratch has no pretraining run.
+PRETRAININGS = {
+    "fashion": ("fashion", "source_only"),
+    "digits": ("digits", "source_only"),
+    "simclr": ("fashion", "simclr"),
+    "scratch": None,
+}
+TARGETS = ("digits_rot", "fashion_inv", "digits_inv", "fashion_rot", "digits", "fashion")
+PRETRAIN_STEPS = 1000
+FINETUNE_STEPS = 300
+_KEYS = {
+    "role": str,
+    "arch": str,
+    "pretrain": str,
+    "steps": int,
+    "target": str,
+    "init": str,
+    "lr_scale": float,
+    "max_train": int,
+}
+
+
+def _check(name: str, value: str, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"configs/zoo.py: unknown {name} {value!r}; valid: {sorted(valid)}.")
+
+
+def _network(c, arch: str, scale: float = 1.0) -> None:
+    backbone, kwargs, optimizer, lr = ARCHS[arch]
+    c.data.image_size = 28
+    c.data.standardize = False
+    c.model.backbone = backbone
+    for k, v in kwargs.items():
+        c.model.backbone_kwargs[k] = v
+    c.optim.optimizer = optimizer
+    c.optim.lr = lr * scale
+    c.optim.weight_decay = 5e-4 if optimizer == "sgd" else 0.0
+
+
+def _schedule(c, steps: int) -> None:
+    c.train.steps = steps
+    c.train.log_every = 50 if steps % 50 == 0 else steps
+    c.train.eval_every = steps
+    c.train.checkpoint_every = steps
+
+
+def pretrain(arch: str, pretraining: str, steps: int = PRETRAIN_STEPS):
+    """The pretraining run of candidate ``arch``/``pretraining`` (not ``scratch``)."""
+    _check("architecture", arch, ARCHS)
+    _check("pretraining", pretraining, [k for k, v in PRETRAININGS.items() if v])
+    task, method = PRETRAININGS[pretraining]
+    c = base_config()
+    c.data.task = task
+    c.data.batch_size = 64
+    _network(c, arch)
+    c.method.name = method
+    if method == "simclr":  # Adam with cosine decay, as configs/transfer/pretrain_simclr.py
+        c.optim.optimizer = "adam"
+        c.optim.lr = 1e-3
+        c.optim.schedule = "cosine"
+        c.optim.weight_decay = 0.0
+    _schedule(c, steps)
+    c.train.eval_batch_size = 1000
+    return c
+
+
+def finetune(
+    arch: str,
+    target: str,
+    init: str,
+    *,
+    lr_scale: float = 1.0,
+    steps: int = FINETUNE_STEPS,
+    max_train: int = 0,
+):
+    """Fine-tuning of a candidate on ``target``: everything trains, the head is new."""
+    _check("architecture", arch, ARCHS)
+    _check("target", target, TARGETS)
+    c = base_config()
+    c.data.task = target
+    if max_train:
+        if not target.startswith("fashion"):
+            raise ValueError(
+                f"configs/zoo.py: max_train applies to Fashion targets, not {target!r}."
+            )
+        c.data.task_kwargs.max_train = max_train
+    c.data.batch_size = 32
+    _network(c, arch, lr_scale)
+    c.model.init_from = "" if init in ("", "none") else init
+    c.model.init_include = r"^model/(backbone|bottleneck)/"
+    c.method.name = "source_only"
+    _schedule(c, steps)
+    c.train.eval_batch_size = 1000
+    return c
+
+
+def get_config(arg: str = ""):
+    opts = parse_args(arg, _KEYS)
+    role, arch = opts.get("role", "pretrain"), opts.get("arch", "lenet")
+    if role == "pretrain":
+        return pretrain(arch, opts.get("pretrain", "fashion"), opts.get("steps", PRETRAIN_STEPS))
+    if role == "finetune":
+        return finetune(
+            arch,
+            opts.get("target", "digits_rot"),
+            opts.get("init", "none"),
+            lr_scale=opts.get("lr_scale", 1.0),
+            steps=opts.get("steps", FINETUNE_STEPS),
+            max_train=opts.get("max_train", 0),
+        )
+    raise ValueError(f"configs/zoo.py: role must be 'pretrain' or 'finetune', got {role!r}.")
