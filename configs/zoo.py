@@ -1,19 +1,24 @@
 r"""The model zoo of ``experiments/zoo.py``: candidates and their fine-tuning runs.
 
-A candidate is an architecture pretrained one way, all at 28×28×1 with inputs in
-``[0, 1]``:
+A candidate is an architecture pretrained one way, all at one image size (``image_size``,
+default 28×28; grey, inputs in ``[0, 1]``):
 
 * architectures (``ARCHS``): ``lenet`` (the digits LeNet of docs/transfer.md, 768-d
   features), ``mlp`` (two ``Linear→ReLU`` layers, 256 and 128 wide), ``vit_tiny`` (ViT,
-  patch 4 — a 7×7 grid —, width 32, 2 layers, class-token features);
+  patch 4 — a 7×7 grid at 28 px —, width 32, 2 layers, class-token features),
+  ``vgg11_bn`` (VGG-11 with BatchNorm, 512-d global-pool features; 32 px and up);
 * pretraining (``PRETRAININGS``): ``fashion`` (supervised on Fashion-MNIST),
   ``digits`` (supervised on the UCI digits), ``simclr`` (SimCLR on Fashion-MNIST, no
   labels reach the backbone), ``scratch`` (none: the seeded initialisation).
 
 A fine-tuning run trains a candidate on a target task (a single-domain task such as
-``digits_rot`` or ``fashion_inv``) with every parameter free, a new head, and one
-learning rate of a small grid; ``experiments.zoo`` picks the rate by the held-out 10% of
-the target's training split (``source_val_acc``) and reports the test accuracy.
+``digits_rot`` or ``fashion_inv``) with a new head, one learning rate of a small grid and
+one strategy (``STRATEGIES``): ``finetune`` (everything trains), ``linear_probe`` (the
+backbone is frozen: feature extraction; BatchNorm statistics too) or
+``gradual_unfreeze`` (the head, then the top block — ``TOP_BLOCK`` — after a third of
+the steps, then everything after two thirds).
+``experiments.zoo`` picks the rate by the held-out 10% of the target's training split
+(``source_val_acc``) and reports the test accuracy.
 
 Runnable for one run, e.g.::
 
@@ -25,7 +30,8 @@ Runnable for one run, e.g.::
 Argument keys: ``role`` (``pretrain`` or ``finetune``), ``arch``, ``pretrain``,
 ``steps``, and for fine-tuning ``target``, ``init`` (the pretraining run's workdir;
 ``none`` for ``scratch``), ``lr_scale`` (times the architecture's base rate) and
-``max_train`` (a seeded subsample of the target's training split; Fashion targets only).
+``max_train`` (a seeded subsample of the target's training split; Fashion targets only),
+``strategy``; and ``image_size`` for both.
 """
 
 from __future__ import annotations
@@ -38,7 +44,37 @@ ARCHS = {
     "lenet": ("lenet", {"padding": "VALID"}, "sgd", 0.01),
     "mlp": ("mlp", {"hidden": (256, 128)}, "sgd", 0.01),
     "vit_tiny": ("vit_tiny", {}, "adam", 1e-3),
+    # 32×32 and up; the global pool instead of the 7×7 FC stack (docs/transfer.md)
+    "vgg11_bn": ("vgg11_bn", {"fc_stack": False}, "sgd", 0.01),
 }
+# Parameters of the top block of each architecture, unfrozen second by gradual_unfreeze.
+TOP_BLOCK = {
+    "lenet": r"^model/backbone/conv2/",
+    "mlp": r"^model/backbone/layers/1/",
+    "vit_tiny": r"^model/backbone/(layers/1|layernorm)/",
+    "vgg11_bn": r"^model/backbone/features/(2[2-8])/",  # stage 5
+}
+# Fine-tuning strategies (docs/transfer.md): feature extraction, full fine-tuning, and
+# gradual unfreezing (head, then the top block after a third of the steps, then all).
+STRATEGIES = ("finetune", "linear_probe", "gradual_unfreeze")
+
+
+def freeze_rules(strategy: str, arch: str, steps: int) -> tuple:
+    """``optim.freeze`` of a fine-tuning strategy for ``arch``."""
+    _check("strategy", strategy, STRATEGIES)
+    if strategy == "finetune":
+        return ((r".*", 1.0),)
+    if strategy == "linear_probe":
+        return ((r"^model/(backbone|bottleneck)/", None), (r".*", 1.0))
+    third = steps // 3
+    return (
+        (r"^model/head/", 1.0),
+        (TOP_BLOCK[arch], (1.0, third)),
+        (r"^model/(backbone|bottleneck)/", (1.0, 2 * third)),
+        (r".*", 1.0),
+    )
+
+
 # name -> (task, method); scratch has no pretraining run.
 PRETRAININGS = {
     "fashion": ("fashion", "source_only"),
@@ -58,6 +94,8 @@ _KEYS = {
     "init": str,
     "lr_scale": float,
     "max_train": int,
+    "strategy": str,
+    "image_size": int,
 }
 
 
@@ -66,9 +104,9 @@ def _check(name: str, value: str, valid) -> None:
         raise ValueError(f"configs/zoo.py: unknown {name} {value!r}; valid: {sorted(valid)}.")
 
 
-def _network(c, arch: str, scale: float = 1.0) -> None:
+def _network(c, arch: str, scale: float = 1.0, image_size: int = 28) -> None:
     backbone, kwargs, optimizer, lr = ARCHS[arch]
-    c.data.image_size = 28
+    c.data.image_size = image_size
     c.data.standardize = False
     c.model.backbone = backbone
     for k, v in kwargs.items():
@@ -85,7 +123,7 @@ def _schedule(c, steps: int) -> None:
     c.train.checkpoint_every = steps
 
 
-def pretrain(arch: str, pretraining: str, steps: int = PRETRAIN_STEPS):
+def pretrain(arch: str, pretraining: str, steps: int = PRETRAIN_STEPS, image_size: int = 28):
     """The pretraining run of candidate ``arch``/``pretraining`` (not ``scratch``)."""
     _check("architecture", arch, ARCHS)
     _check("pretraining", pretraining, [k for k, v in PRETRAININGS.items() if v])
@@ -93,7 +131,7 @@ def pretrain(arch: str, pretraining: str, steps: int = PRETRAIN_STEPS):
     c = base_config()
     c.data.task = task
     c.data.batch_size = 64
-    _network(c, arch)
+    _network(c, arch, image_size=image_size)
     c.method.name = method
     if method == "simclr":  # Adam with cosine decay, as configs/transfer/pretrain_simclr.py
         c.optim.optimizer = "adam"
@@ -113,10 +151,14 @@ def finetune(
     lr_scale: float = 1.0,
     steps: int = FINETUNE_STEPS,
     max_train: int = 0,
+    strategy: str = "finetune",
+    image_size: int = 28,
 ):
-    """Fine-tuning of a candidate on ``target``: everything trains, the head is new."""
+    """Fine-tuning of a candidate on ``target`` with a new head; what else trains is
+    the ``strategy``'s (:func:`freeze_rules`)."""
     _check("architecture", arch, ARCHS)
     _check("target", target, TARGETS)
+    rules = freeze_rules(strategy, arch, steps)
     c = base_config()
     c.data.task = target
     if max_train:
@@ -126,10 +168,14 @@ def finetune(
             )
         c.data.task_kwargs.max_train = max_train
     c.data.batch_size = 32
-    _network(c, arch, lr_scale)
+    _network(c, arch, lr_scale, image_size)
     c.model.init_from = "" if init in ("", "none") else init
     c.model.init_include = r"^model/(backbone|bottleneck)/"
     c.method.name = "source_only"
+    if strategy == "linear_probe" and "_bn" in arch:  # frozen BatchNorm statistics too
+        c.method.name = "finetune"
+        c.method.hparams.bn_stats = "frozen"
+    c.optim.freeze = rules
     _schedule(c, steps)
     c.train.eval_batch_size = 1000
     return c
@@ -139,7 +185,12 @@ def get_config(arg: str = ""):
     opts = parse_args(arg, _KEYS)
     role, arch = opts.get("role", "pretrain"), opts.get("arch", "lenet")
     if role == "pretrain":
-        return pretrain(arch, opts.get("pretrain", "fashion"), opts.get("steps", PRETRAIN_STEPS))
+        return pretrain(
+            arch,
+            opts.get("pretrain", "fashion"),
+            opts.get("steps", PRETRAIN_STEPS),
+            opts.get("image_size", 28),
+        )
     if role == "finetune":
         return finetune(
             arch,
@@ -148,5 +199,7 @@ def get_config(arg: str = ""):
             lr_scale=opts.get("lr_scale", 1.0),
             steps=opts.get("steps", FINETUNE_STEPS),
             max_train=opts.get("max_train", 0),
+            strategy=opts.get("strategy", "finetune"),
+            image_size=opts.get("image_size", 28),
         )
     raise ValueError(f"configs/zoo.py: role must be 'pretrain' or 'finetune', got {role!r}.")

@@ -5,6 +5,7 @@ protocol at CPU scale).
     python -m experiments.zoo --workdir=runs/zoo \
         [--archs=lenet,mlp,vit_tiny] [--pretrainings=fashion,digits,simclr,scratch] \
         [--targets=digits_rot,fashion_inv] [--lr_scales=1.0,0.1] [--max_train=2000] \
+        [--strategies=finetune,linear_probe,gradual_unfreeze] [--image_size=28] \
         [--pretrain_steps=1000] [--steps=300] [--seed=0] [--parallel=1]
 
 1. **The zoo** (``configs/zoo.py``): every architecture × pretraining is a candidate —
@@ -17,6 +18,9 @@ protocol at CPU scale).
    lr_<scale>``. The rate is chosen by accuracy on the held-out 10% of the target's
    training split (``source_val_acc``; ties: the first rate of the grid), and the
    candidate's accuracy is that run's test accuracy — the test split never chooses.
+   ``--strategies`` adds the same runs with feature extraction (``linear_probe``) and
+   gradual unfreezing (``<workdir>/<strategy>/...``) for the transfer table; the ranking
+   always uses ``finetune``.
 3. **Estimators** (:mod:`tljax.ranking` through :func:`experiments.rank.scores`): LogME,
    LEEP, NCE and H-score of each *pretrained* candidate (before fine-tuning) on the
    target's whole training split (Fashion targets: the ``--max_train`` subsample the
@@ -25,7 +29,12 @@ protocol at CPU scale).
    ``scratch`` the random head).
 4. **Result**: ``<workdir>/zoo.md`` and ``zoo.json``: per target, each candidate's
    fine-tuned accuracy, chosen rate and scores, then each estimator's Kendall τ and
-   weighted τ against the accuracies; and the mean τ over targets.
+   weighted τ against the accuracies; the mean τ over targets; and, with more than one
+   strategy, each candidate's accuracy per strategy.
+
+The zoo's settings (image size, steps, seed, subsample) are recorded in
+``<workdir>/zoo_setup.json``; a later call with other settings is refused (use another
+workdir), so a zoo never mixes runs of two setups.
 
 Finished runs (``results.json``) are skipped and interrupted ones resume, so the command
 can be re-run, e.g. with another target, at the cost of what is new. ``--parallel=N``
@@ -65,6 +74,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("pretrain_steps", zoo_cfg.PRETRAIN_STEPS, "Steps of a pretraining.")
     flags.DEFINE_integer("steps", zoo_cfg.FINETUNE_STEPS, "Steps of a fine-tuning run.")
     flags.DEFINE_integer("seed", 0, "Seed of every run.")
+    flags.DEFINE_list("strategies", ["finetune"], "Fine-tuning strategies (configs/zoo.py).")
+    flags.DEFINE_integer("image_size", 28, "Image side of every run (vgg11_bn: >= 32).")
     flags.DEFINE_integer("parallel", 1, "Runs at a time (subprocesses when > 1).")
     flags.mark_flags_as_required(["workdir"])
 
@@ -77,11 +88,13 @@ def pretrain_dir(root: str, arch: str, pretraining: str) -> str:
     return os.path.abspath(os.path.join(root, "pretrain", f"{arch}_{pretraining}"))
 
 
-def finetune_dir(root: str, target: str, arch: str, pretraining: str, scale: float) -> str:
-    return os.path.join(root, "finetune", target, f"{arch}_{pretraining}", f"lr_{scale:g}")
+def finetune_dir(
+    root: str, target: str, arch: str, pretraining: str, scale: float, strategy: str = "finetune"
+) -> str:
+    return os.path.join(root, strategy, target, f"{arch}_{pretraining}", f"lr_{scale:g}")
 
 
-def check_args(archs, pretrainings, targets, lr_scales) -> list[float]:
+def check_args(archs, pretrainings, targets, lr_scales, strategies=("finetune",)) -> list[float]:
     """Validates the lists; returns the rates as floats.
 
     Raises:
@@ -92,6 +105,7 @@ def check_args(archs, pretrainings, targets, lr_scales) -> list[float]:
         ("architecture", archs, zoo_cfg.ARCHS),
         ("pretraining", pretrainings, zoo_cfg.PRETRAININGS),
         ("target", targets, zoo_cfg.TARGETS),
+        ("strategy", strategies, zoo_cfg.STRATEGIES),
     ):
         bad = [v for v in values if v not in valid]
         if bad or not values:
@@ -102,29 +116,74 @@ def check_args(archs, pretrainings, targets, lr_scales) -> list[float]:
         raise ValueError(f"--lr_scales must be numbers, got {lr_scales}.") from e
     if not scales or any(s <= 0 for s in scales) or len(set(scales)) != len(scales):
         raise ValueError(f"--lr_scales must be distinct positive numbers, got {lr_scales}.")
+    if "finetune" not in strategies:
+        raise ValueError(f"--strategies must include finetune (the ranking's), got {strategies}.")
     if len(archs) * len(pretrainings) < 2:
         raise ValueError("the zoo needs at least 2 candidates (architectures × pretrainings).")
     return scales
 
 
-def plan(root, archs, pretrainings, targets, scales, *, pretrain_steps, steps, seed, max_train):
+def plan(
+    root,
+    archs,
+    pretrainings,
+    targets,
+    scales,
+    *,
+    pretrain_steps,
+    steps,
+    seed,
+    max_train,
+    strategies=("finetune",),
+    image_size=28,
+):
     """``(pretraining runs, fine-tuning runs)`` as :class:`experiments.sweep.RunSpec`."""
     pre, fine = [], []
+    size = f",image_size={image_size}" if image_size != 28 else ""
     for arch, p in candidates(archs, pretrainings):
         if zoo_cfg.PRETRAININGS[p] is not None:
-            arg = f"role=pretrain,arch={arch},pretrain={p},steps={pretrain_steps}"
+            arg = f"role=pretrain,arch={arch},pretrain={p},steps={pretrain_steps}{size}"
             pre.append(sweep.RunSpec(f"{CONFIG}:{arg}", seed, {}, pretrain_dir(root, arch, p)))
-    for target in targets:
-        for arch, p in candidates(archs, pretrainings):
-            init = "none" if zoo_cfg.PRETRAININGS[p] is None else pretrain_dir(root, arch, p)
-            for s in scales:
-                arg = f"role=finetune,arch={arch},target={target},init={init},lr_scale={s!r}"
-                arg += f",steps={steps}"
-                if target.startswith("fashion") and max_train:
-                    arg += f",max_train={max_train}"
-                workdir = finetune_dir(root, target, arch, p, s)
-                fine.append(sweep.RunSpec(f"{CONFIG}:{arg}", seed, {}, workdir))
+    for strategy in strategies:
+        for target in targets:
+            for arch, p in candidates(archs, pretrainings):
+                init = "none" if zoo_cfg.PRETRAININGS[p] is None else pretrain_dir(root, arch, p)
+                for s in scales:
+                    arg = f"role=finetune,arch={arch},target={target},init={init},lr_scale={s!r}"
+                    arg += f",steps={steps}{size}"
+                    if strategy != "finetune":
+                        arg += f",strategy={strategy}"
+                    if target.startswith("fashion") and max_train:
+                        arg += f",max_train={max_train}"
+                    workdir = finetune_dir(root, target, arch, p, s, strategy)
+                    fine.append(sweep.RunSpec(f"{CONFIG}:{arg}", seed, {}, workdir))
     return pre, fine
+
+
+SETUP_KEYS = ("image_size", "pretrain_steps", "steps", "seed", "max_train")
+
+
+def check_setup(root: str, setup: dict) -> None:
+    """Records the zoo's settings in ``<root>/zoo_setup.json`` or checks them against it.
+
+    Raises:
+      ValueError: the workdir holds a zoo with other settings.
+    """
+    path = os.path.join(root, "zoo_setup.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        diff = {k: (old.get(k), setup[k]) for k in SETUP_KEYS if old.get(k) != setup[k]}
+        if diff:
+            what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"{root} holds a zoo with other settings ({what}); use another --workdir."
+            )
+        return
+    os.makedirs(root, exist_ok=True)
+    from tljax.workdir import atomic_write
+
+    atomic_write(path, json.dumps({k: setup[k] for k in SETUP_KEYS}, indent=1))
 
 
 def train(runs: list[sweep.RunSpec], parallel: int) -> None:
@@ -178,7 +237,9 @@ def choose_rate(results: dict[float, dict]) -> tuple[float, dict]:
     return best, results[best]
 
 
-def candidate_scores(root, arch, pretraining, target, *, max_train, seed) -> dict[str, float]:
+def candidate_scores(
+    root, arch, pretraining, target, *, max_train, seed, image_size=28
+) -> dict[str, float]:
     """The estimators of one pretrained candidate on ``target``'s train split."""
     kwargs = {"max_train": max_train} if target.startswith("fashion") and max_train else {}
     if zoo_cfg.PRETRAININGS[pretraining] is not None:
@@ -187,7 +248,7 @@ def candidate_scores(root, arch, pretraining, target, *, max_train, seed) -> dic
         from tljax import config as config_lib
         from tljax.loop import build
 
-        config = zoo_cfg.pretrain(arch, "digits", steps=1)
+        config = zoo_cfg.pretrain(arch, "digits", steps=1, image_size=image_size)
         config.seed = seed
         config_lib.resolve(config)
         parts = build(config)
@@ -204,7 +265,30 @@ def candidate_scores(root, arch, pretraining, target, *, max_train, seed) -> dic
     return rank_lib.scores(ex)
 
 
-def evaluate(root, archs, pretrainings, targets, scales, *, max_train, seed) -> dict:
+def _chosen(root, target, arch, p, scales, strategy) -> dict:
+    """The run of the rate chosen on held-out data, for one candidate and strategy."""
+    per_rate = {s: _results(finetune_dir(root, target, arch, p, s, strategy)) for s in scales}
+    scale, chosen = choose_rate(per_rate)
+    return dict(
+        lr_scale=scale,
+        accuracy=chosen["target_test_acc"],
+        val_accuracy=chosen["source_val_acc"],
+        best_test_accuracy=max(r["target_test_acc"] for r in per_rate.values()),
+    )
+
+
+def evaluate(
+    root,
+    archs,
+    pretrainings,
+    targets,
+    scales,
+    *,
+    max_train,
+    seed,
+    strategies=("finetune",),
+    image_size=28,
+) -> dict:
     """Accuracies, scores and rank correlations of every target (all runs finished)."""
     from tljax import ranking
 
@@ -212,18 +296,15 @@ def evaluate(root, archs, pretrainings, targets, scales, *, max_train, seed) -> 
     for target in targets:
         rows = []
         for arch, p in candidates(archs, pretrainings):
-            per_rate = {s: _results(finetune_dir(root, target, arch, p, s)) for s in scales}
-            scale, chosen = choose_rate(per_rate)
-            rows.append(
-                dict(
-                    candidate=f"{arch}_{p}",
-                    lr_scale=scale,
-                    accuracy=chosen["target_test_acc"],
-                    val_accuracy=chosen["source_val_acc"],
-                    best_test_accuracy=max(r["target_test_acc"] for r in per_rate.values()),
-                    scores=candidate_scores(root, arch, p, target, max_train=max_train, seed=seed),
-                )
+            row = dict(candidate=f"{arch}_{p}")
+            row.update(_chosen(root, target, arch, p, scales, "finetune"))
+            row["scores"] = candidate_scores(
+                root, arch, p, target, max_train=max_train, seed=seed, image_size=image_size
             )
+            row["strategies"] = {
+                st: _chosen(root, target, arch, p, scales, st) for st in strategies
+            }
+            rows.append(row)
         accs = [r["accuracy"] for r in rows]
         taus = {}
         for name in rank_lib.ESTIMATORS:
@@ -263,6 +344,26 @@ def format_table(result: dict) -> str:
             e = t["tau"][k]
             lines.append(f"| {k} | {e['kendall_tau']:.3f} | {e['weighted_tau']:.3f} |")
         lines.append("")
+    strategies = list(result["targets"][next(iter(result["targets"]))]["rows"][0]["strategies"])
+    if len(strategies) > 1:
+        lines += [
+            "### Transfer strategies",
+            "",
+            "Test accuracy (%) after each strategy (its rate chosen on held-out data).",
+            "",
+            "| candidate | "
+            + " | ".join(f"{t}: {st}" for t in result["targets"] for st in strategies)
+            + " |",
+            "|---|" + "---|" * (len(strategies) * len(result["targets"])),
+        ]
+        for i, name in enumerate(result["candidates"]):
+            cells = [
+                f"{100 * t['rows'][i]['strategies'][st]['accuracy']:.1f}"
+                for t in result["targets"].values()
+                for st in strategies
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
     if len(result["targets"]) > 1:
         lines += [
             "### Mean over targets",
@@ -285,22 +386,26 @@ def main(argv) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     root = FLAGS.workdir
     try:
-        scales = check_args(FLAGS.archs, FLAGS.pretrainings, FLAGS.targets, FLAGS.lr_scales)
+        scales = check_args(
+            FLAGS.archs, FLAGS.pretrainings, FLAGS.targets, FLAGS.lr_scales, FLAGS.strategies
+        )
         if FLAGS.parallel < 1 or FLAGS.pretrain_steps < 1 or FLAGS.steps < 1:
             raise ValueError("--parallel, --pretrain_steps and --steps must be >= 1.")
+        if "vgg11_bn" in FLAGS.archs and FLAGS.image_size < 32:
+            raise ValueError(f"vgg11_bn needs --image_size >= 32, got {FLAGS.image_size}.")
+        setup = {k: getattr(FLAGS, k) for k in SETUP_KEYS}
         pre, fine = plan(
             root,
             FLAGS.archs,
             FLAGS.pretrainings,
             FLAGS.targets,
             scales,
-            pretrain_steps=FLAGS.pretrain_steps,
-            steps=FLAGS.steps,
-            seed=FLAGS.seed,
-            max_train=FLAGS.max_train,
+            strategies=FLAGS.strategies,
+            **setup,
         )
         for spec in pre + fine:  # every config builds before anything trains
             sweep.make_config(spec, [])
+        check_setup(root, setup)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -314,16 +419,16 @@ def main(argv) -> None:
         scales,
         max_train=FLAGS.max_train,
         seed=FLAGS.seed,
+        strategies=FLAGS.strategies,
+        image_size=FLAGS.image_size,
     )
     result["setup"] = dict(
+        setup,
         archs=FLAGS.archs,
         pretrainings=FLAGS.pretrainings,
         targets=FLAGS.targets,
         lr_scales=scales,
-        max_train=FLAGS.max_train,
-        pretrain_steps=FLAGS.pretrain_steps,
-        steps=FLAGS.steps,
-        seed=FLAGS.seed,
+        strategies=FLAGS.strategies,
     )
     table = format_table(result)
     with open(os.path.join(root, "zoo.json"), "w") as f:

@@ -97,11 +97,15 @@ def test_choose_rate_by_held_out_accuracy_first_of_ties():
 
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
     out = _cli(f"--workdir={tmp_path}", "--archs=resnet")
-    assert out.returncode == 2
+    assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
-        "error: unknown architecture(s) ['resnet']; valid: ['lenet', 'mlp', 'vit_tiny']."
+        "error: unknown architecture(s) ['resnet']; "
+        "valid: ['lenet', 'mlp', 'vgg11_bn', 'vit_tiny']."
     ]
     assert not os.listdir(tmp_path)  # nothing trained
+    out = _cli(f"--workdir={tmp_path}", "--archs=vgg11_bn,lenet")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: vgg11_bn needs --image_size >= 32, got 28."
 
 
 @pytest.mark.slow
@@ -150,3 +154,55 @@ def test_zoo_end_to_end_and_resumes_for_free(tmp_path):
     assert "[sweep]" not in again.stderr  # nothing trained again
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("results.json")} == before
     assert json.loads((tmp_path / "zoo.json").read_text())["targets"] == result["targets"]
+
+
+@pytest.mark.parametrize("arch", sorted(zoo_cfg.ARCHS))
+def test_top_block_is_a_proper_part_of_each_backbone(arch):
+    import jax
+
+    from tljax import config as config_lib
+    from tljax.loop import build
+
+    size = 32 if arch == "vgg11_bn" else 28
+    c = zoo_cfg.finetune(arch, "digits_rot", "none", steps=9, image_size=size)
+    config_lib.resolve(c)
+    params = build(c)["state"].params
+    paths = [
+        "/".join(str(k.key) for k in kp) for kp, _ in jax.tree_util.tree_leaves_with_path(params)
+    ]
+    import re
+
+    backbone = [p for p in paths if p.startswith("model/backbone/")]
+    top = [p for p in backbone if re.match(zoo_cfg.TOP_BLOCK[arch], p)]
+    assert 0 < len(top) < len(backbone), (arch, backbone)
+    rules = zoo_cfg.freeze_rules("gradual_unfreeze", arch, 9)
+    assert rules[1] == (zoo_cfg.TOP_BLOCK[arch], (1.0, 3)) and rules[2][1] == (1.0, 6)
+    probe = zoo_cfg.finetune(arch, "digits_rot", "none", strategy="linear_probe", image_size=size)
+    assert probe.optim.freeze[0] == (r"^model/(backbone|bottleneck)/", None)
+    # BatchNorm statistics are frozen with the backbone in a linear probe.
+    assert (probe.method.name == "finetune") == arch.endswith("_bn")
+
+
+def test_strategies_plan_and_a_zoo_keeps_its_settings(tmp_path):
+    _, fine = zoo.plan(
+        str(tmp_path),
+        ["lenet"],
+        ["digits", "scratch"],
+        ["digits_rot"],
+        [1.0],
+        pretrain_steps=7,
+        steps=5,
+        seed=0,
+        max_train=0,
+        strategies=["finetune", "linear_probe"],
+        image_size=32,
+    )
+    assert sorted(r.workdir.split("/")[-4] for r in fine) == ["finetune"] * 2 + ["linear_probe"] * 2
+    assert all("image_size=32" in r.config for r in fine)
+    with pytest.raises(ValueError, match="must include finetune"):
+        zoo.check_args(["lenet"], ["digits", "scratch"], ["digits_rot"], ["1"], ["linear_probe"])
+    setup = dict(image_size=28, pretrain_steps=10, steps=10, seed=0, max_train=2000)
+    zoo.check_setup(str(tmp_path), setup)
+    zoo.check_setup(str(tmp_path), dict(setup))  # the same settings: fine
+    with pytest.raises(ValueError, match=r"other settings \(steps: 10 there, 20 now\)"):
+        zoo.check_setup(str(tmp_path), dict(setup, steps=20))
