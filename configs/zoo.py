@@ -6,7 +6,8 @@ default 28×28; grey, inputs in ``[0, 1]``):
 * architectures (``ARCHS``): ``lenet`` (the digits LeNet of docs/transfer.md, 768-d
   features), ``mlp`` (two ``Linear→ReLU`` layers, 256 and 128 wide), ``vit_tiny`` (ViT,
   patch 4 — a 7×7 grid at 28 px —, width 32, 2 layers, class-token features),
-  ``vgg11_bn`` (VGG-11 with BatchNorm, 512-d global-pool features; 32 px and up);
+  ``vgg11_bn`` (VGG-11 with BatchNorm, 512-d global-pool features; 32 px and up),
+  ``inception_v3`` (2048-d features, no auxiliary head; 75 px and up);
 * pretraining (``PRETRAININGS``): ``fashion`` (supervised on Fashion-MNIST),
   ``digits`` (supervised on the UCI digits), ``simclr`` (SimCLR on Fashion-MNIST, no
   labels reach the backbone), ``scratch`` (none: the seeded initialisation).
@@ -46,13 +47,18 @@ ARCHS = {
     "vit_tiny": ("vit_tiny", {}, "adam", 1e-3),
     # 32×32 and up; the global pool instead of the 7×7 FC stack (docs/transfer.md)
     "vgg11_bn": ("vgg11_bn", {"fc_stack": False}, "sgd", 0.01),
+    # 75×75 and up (no auxiliary head: it needs 299×299)
+    "inception_v3": ("inception_v3", {}, "sgd", 0.01),
 }
+MIN_SIZE = {"vgg11_bn": 32, "inception_v3": 75}  # the smallest image side each takes
+BATCHNORM = ("vgg11_bn", "inception_v3")  # a linear probe freezes their statistics too
 # Parameters of the top block of each architecture, unfrozen second by gradual_unfreeze.
 TOP_BLOCK = {
     "lenet": r"^model/backbone/conv2/",
     "mlp": r"^model/backbone/layers/1/",
     "vit_tiny": r"^model/backbone/(layers/1|layernorm)/",
     "vgg11_bn": r"^model/backbone/features/(2[2-8])/",  # stage 5
+    "inception_v3": r"^model/backbone/Mixed_7",  # Mixed_7a-c
 }
 # Fine-tuning strategies (docs/transfer.md): feature extraction, full fine-tuning, and
 # gradual unfreezing (head, then the top block after a third of the steps, then all).
@@ -172,7 +178,7 @@ def finetune(
     c.model.init_from = "" if init in ("", "none") else init
     c.model.init_include = r"^model/(backbone|bottleneck)/"
     c.method.name = "source_only"
-    if strategy == "linear_probe" and "_bn" in arch:  # frozen BatchNorm statistics too
+    if strategy == "linear_probe" and arch in BATCHNORM:  # frozen BatchNorm statistics too
         c.method.name = "finetune"
         c.method.hparams.bn_stats = "frozen"
     c.optim.freeze = rules

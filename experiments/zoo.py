@@ -75,7 +75,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", zoo_cfg.FINETUNE_STEPS, "Steps of a fine-tuning run.")
     flags.DEFINE_integer("seed", 0, "Seed of every run.")
     flags.DEFINE_list("strategies", ["finetune"], "Fine-tuning strategies (configs/zoo.py).")
-    flags.DEFINE_integer("image_size", 28, "Image side of every run (vgg11_bn: >= 32).")
+    flags.DEFINE_integer(
+        "image_size", 28, "Image side of every run (vgg11_bn: >= 32, inception_v3: >= 75)."
+    )
     flags.DEFINE_integer("parallel", 1, "Runs at a time (subprocesses when > 1).")
     flags.mark_flags_as_required(["workdir"])
 
@@ -391,8 +393,10 @@ def main(argv) -> None:
         )
         if FLAGS.parallel < 1 or FLAGS.pretrain_steps < 1 or FLAGS.steps < 1:
             raise ValueError("--parallel, --pretrain_steps and --steps must be >= 1.")
-        if "vgg11_bn" in FLAGS.archs and FLAGS.image_size < 32:
-            raise ValueError(f"vgg11_bn needs --image_size >= 32, got {FLAGS.image_size}.")
+        for arch in FLAGS.archs:
+            least = zoo_cfg.MIN_SIZE.get(arch, 1)
+            if FLAGS.image_size < least:
+                raise ValueError(f"{arch} needs --image_size >= {least}, got {FLAGS.image_size}.")
         setup = {k: getattr(FLAGS, k) for k in SETUP_KEYS}
         pre, fine = plan(
             root,

@@ -100,7 +100,7 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
         "error: unknown architecture(s) ['resnet']; "
-        "valid: ['lenet', 'mlp', 'vgg11_bn', 'vit_tiny']."
+        "valid: ['inception_v3', 'lenet', 'mlp', 'vgg11_bn', 'vit_tiny']."
     ]
     assert not os.listdir(tmp_path)  # nothing trained
     out = _cli(f"--workdir={tmp_path}", "--archs=vgg11_bn,lenet")
@@ -163,7 +163,7 @@ def test_top_block_is_a_proper_part_of_each_backbone(arch):
     from tljax import config as config_lib
     from tljax.loop import build
 
-    size = 32 if arch == "vgg11_bn" else 28
+    size = max(28, zoo_cfg.MIN_SIZE.get(arch, 0))
     c = zoo_cfg.finetune(arch, "digits_rot", "none", steps=9, image_size=size)
     config_lib.resolve(c)
     params = build(c)["state"].params
@@ -180,7 +180,7 @@ def test_top_block_is_a_proper_part_of_each_backbone(arch):
     probe = zoo_cfg.finetune(arch, "digits_rot", "none", strategy="linear_probe", image_size=size)
     assert probe.optim.freeze[0] == (r"^model/(backbone|bottleneck)/", None)
     # BatchNorm statistics are frozen with the backbone in a linear probe.
-    assert (probe.method.name == "finetune") == arch.endswith("_bn")
+    assert (probe.method.name == "finetune") == (arch in zoo_cfg.BATCHNORM)
 
 
 def test_strategies_plan_and_a_zoo_keeps_its_settings(tmp_path):
