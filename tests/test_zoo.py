@@ -206,3 +206,33 @@ def test_strategies_plan_and_a_zoo_keeps_its_settings(tmp_path):
     zoo.check_setup(str(tmp_path), dict(setup))  # the same settings: fine
     with pytest.raises(ValueError, match=r"other settings \(steps: 10 there, 20 now\)"):
         zoo.check_setup(str(tmp_path), dict(setup, steps=20))
+
+
+def test_gpt2_transfer_configs():
+    import re
+
+    import jax
+    from flax import nnx
+
+    from configs.text import gpt2_transfer as g
+    from tljax.models.gpt2 import gpt2
+
+    pre = g.get_config("role=pretrain,minilm=/nonexistent")
+    assert (pre.data.task, pre.model.init_from, pre.train.steps) == ("reviews", "", 300)
+    scratch = g.get_config("strategy=scratch,init=/x")
+    assert scratch.data.task == "products" and scratch.model.init_from == ""
+    assert g.get_config("strategy=finetune,init=/x").model.init_from == "/x"
+    with pytest.raises(ValueError, match="needs init"):
+        g.get_config("strategy=linear_probe")
+    with pytest.raises(ValueError, match="unknown strategy 'lora'"):
+        g.get_config("strategy=lora,init=/x")
+    # The gradual-unfreezing groups are proper parts of this GPT-2's parameters.
+    model = gpt2((48,), rngs=nnx.Rngs(0), config=dict(g.GPT2_SMALL_CPU), pool="mean")
+    paths = [
+        "model/backbone/" + "/".join(str(getattr(k, "key", k)) for k in kp)
+        for kp, _ in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))
+    ]
+    rules = g.get_config("strategy=gradual_unfreeze,init=/x,steps=30").optim.freeze
+    assert rules[1][1] == (1.0, 10) and rules[2][1] == (1.0, 20)
+    top = [p for p in paths if re.match(rules[1][0], p)]
+    assert 0 < len(top) < len(paths) and all("/h/0/" not in p for p in top)
