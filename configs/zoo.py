@@ -7,7 +7,9 @@ default 28×28; grey, inputs in ``[0, 1]``):
   features), ``mlp`` (two ``Linear→ReLU`` layers, 256 and 128 wide), ``vit_tiny`` (ViT,
   patch 4 — a 7×7 grid at 28 px —, width 32, 2 layers, class-token features),
   ``vgg11_bn`` (VGG-11 with BatchNorm, 512-d global-pool features; 32 px and up),
-  ``inception_v3`` (2048-d features, no auxiliary head; 75 px and up);
+  ``inception_v3`` (2048-d features, no auxiliary head; 75 px and up), and
+  ``vgg11_bn_slim`` / ``inception_v3_slim``, the same two with an eighth of the channels
+  in every convolution (``width=0.125``: 64-d and 256-d features), which a CPU trains;
 * pretraining (``PRETRAININGS``): ``fashion`` (supervised on Fashion-MNIST),
   ``digits`` (supervised on the UCI digits), ``simclr`` (SimCLR on Fashion-MNIST, no
   labels reach the backbone), ``scratch`` (none: the seeded initialisation).
@@ -49,9 +51,13 @@ ARCHS = {
     "vgg11_bn": ("vgg11_bn", {"fc_stack": False}, "sgd", 0.01),
     # 75×75 and up (no auxiliary head: it needs 299×299)
     "inception_v3": ("inception_v3", {}, "sgd", 0.01),
+    # the same networks with an eighth of the channels in every convolution: CPU-sized
+    "vgg11_bn_slim": ("vgg11_bn", {"fc_stack": False, "width": 0.125}, "sgd", 0.01),
+    "inception_v3_slim": ("inception_v3", {"width": 0.125}, "sgd", 0.01),
 }
-MIN_SIZE = {"vgg11_bn": 32, "inception_v3": 75}  # the smallest image side each takes
-BATCHNORM = ("vgg11_bn", "inception_v3")  # a linear probe freezes their statistics too
+# the smallest image side each takes
+MIN_SIZE = {"vgg11_bn": 32, "inception_v3": 75, "vgg11_bn_slim": 32, "inception_v3_slim": 75}
+BATCHNORM = tuple(MIN_SIZE)  # a linear probe freezes their BatchNorm statistics too
 # Parameters of the top block of each architecture, unfrozen second by gradual_unfreeze.
 TOP_BLOCK = {
     "lenet": r"^model/backbone/conv2/",
@@ -59,6 +65,8 @@ TOP_BLOCK = {
     "vit_tiny": r"^model/backbone/(layers/1|layernorm)/",
     "vgg11_bn": r"^model/backbone/features/(2[2-8])/",  # stage 5
     "inception_v3": r"^model/backbone/Mixed_7",  # Mixed_7a-c
+    "vgg11_bn_slim": r"^model/backbone/features/(2[2-8])/",
+    "inception_v3_slim": r"^model/backbone/Mixed_7",
 }
 # Fine-tuning strategies (docs/transfer.md): feature extraction, full fine-tuning, and
 # gradual unfreezing (head, then the top block after a third of the steps, then all).

@@ -66,7 +66,11 @@ CONFIG = os.path.join(
 def define_flags() -> None:
     """Command-line flags (only when run as a script)."""
     flags.DEFINE_string("workdir", None, "Root directory of the zoo.")
-    flags.DEFINE_list("archs", list(zoo_cfg.ARCHS), "Architectures.")
+    flags.DEFINE_list(
+        "archs",
+        [a for a in zoo_cfg.ARCHS if a not in zoo_cfg.MIN_SIZE],  # the 28 px ones
+        f"Architectures (of {', '.join(zoo_cfg.ARCHS)}).",
+    )
     flags.DEFINE_list("pretrainings", list(zoo_cfg.PRETRAININGS), "Pretrainings.")
     flags.DEFINE_list("targets", ["digits_rot", "fashion_inv"], "Target tasks.")
     flags.DEFINE_list("lr_scales", ["1.0", "0.1"], "Fine-tuning rates, x the arch's base.")
@@ -76,7 +80,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed of every run.")
     flags.DEFINE_list("strategies", ["finetune"], "Fine-tuning strategies (configs/zoo.py).")
     flags.DEFINE_integer(
-        "image_size", 28, "Image side of every run (vgg11_bn: >= 32, inception_v3: >= 75)."
+        "image_size",
+        28,
+        "Image side of every run (vgg11_bn[_slim]: >= 32, inception_v3[_slim]: >= 75).",
     )
     flags.DEFINE_integer("parallel", 1, "Runs at a time (subprocesses when > 1).")
     flags.mark_flags_as_required(["workdir"])

@@ -291,3 +291,56 @@ def test_pretrained_loader_defaults(tmp_path, loaded):
         model.Conv2d_4a_3x3.bn.var[...], sd["Conv2d_4a_3x3.bn.running_var"]
     )
     assert model.transform_input and model.Mixed_5b.branch1x1.bn.unbiased_running_var
+
+
+def _randomise_bn_statistics(model, seed):
+    """Non-trivial running statistics, so that the eval forward exercises them."""
+    rng = np.random.default_rng(seed)
+    for _, node in nnx.iter_graph(model):
+        if hasattr(node, "mean") and hasattr(node, "var") and hasattr(node, "scale"):
+            n = node.mean.shape
+            node.mean.set_value(jnp.asarray(rng.normal(0, 0.1, n), jnp.float32))
+            node.var.set_value(jnp.asarray(rng.uniform(0.5, 1.5, n), jnp.float32))
+
+
+def test_width_multiplier_scales_every_convolution_and_matches_the_reference():
+    """``width=0.125``: each convolution has round(published·0.125) output channels (the
+    listing of torchvision's layers), the features are 256-d, and the eval forward equals
+    the NumPy reference run on the model's own (narrow) torchvision-layout weights."""
+    model = inception_v3((75, 75, 1), rngs=nnx.Rngs(3), width=0.125, num_classes=CLASSES)
+    _randomise_bn_statistics(model, 4)
+    model.eval()
+    sd = torch_state_dict(model)
+    full = torchvision_inception_shapes(num_classes=CLASSES, aux_logits=False)
+    convs = [k for k in full if k.endswith("conv.weight")]
+    assert len(convs) == 94 and set(convs) <= set(sd)
+    for k in convs:
+        assert sd[k].shape[0] == max(1, round(full[k][0] * 0.125)), k
+    assert model.feature_dim == 256 and sd["fc.weight"].shape == (CLASSES, 256)
+    x = np.random.default_rng(5).standard_normal((2, 75, 75, 1)).astype(np.float32)
+    graph, state = nnx.split(model)
+    out = jax.jit(lambda s, x: nnx.merge(graph, s)(x))(state, x)
+    ref = inception_forward(sd, _nchw(x))
+    assert out["Mixed_7c"].shape == (2, 1, 1, 256)
+    for name in ("Mixed_5d", "Mixed_6e", "Mixed_7c"):
+        np.testing.assert_allclose(_nchw(out[name]), ref[name], rtol=1e-4, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-4, atol=1e-4)
+    assert float(np.abs(ref["logits"]).max()) > 1e-3
+    # the auxiliary head scales too (128 → 16, 768 → 96)
+    aux = nnx.eval_shape(
+        lambda: inception_v3(
+            (299, 299, 3), rngs=nnx.Rngs(0), width=0.125, aux_logits=True, aux_classes=3
+        )
+    )
+    assert aux.AuxLogits.conv0.conv.kernel.shape == (1, 1, 96, 16)
+    assert aux.AuxLogits.fc.kernel.shape == (96, 3)
+
+
+def test_narrow_models_refuse_torchvision_weights_and_bad_widths(loaded):
+    _, sd, _ = loaded
+    narrow = inception_v3((75, 75, 3), rngs=nnx.Rngs(0), width=0.5)
+    with pytest.raises(ValueError, match="width=1.0 only.*width=0.5"):
+        load_torchvision_inception(narrow, sd)
+    for bad in (0, -1, float("nan"), "wide"):
+        with pytest.raises(ValueError, match="positive channel multiplier"):
+            inception_v3((75, 75, 3), rngs=nnx.Rngs(0), width=bad)

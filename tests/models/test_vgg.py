@@ -356,3 +356,32 @@ def test_trainer_step_in_bfloat16_with_frozen_features():
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(old["classifier"][3]["kernel"], cur["classifier"][3]["kernel"])
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(new.params))
+
+
+def test_width_multiplier_scales_the_convolutions_and_matches_the_reference():
+    """``width=0.125`` of VGG-11-BN: channels 8-16-32-32-64-64-64-64, 64-d global-pool
+    features, and the eval forward equals the NumPy reference on the model's own weights."""
+    model = vgg11_bn((32, 32, 1), rngs=nnx.Rngs(0), fc_stack=False, width=0.125)
+    rng = np.random.default_rng(7)
+    for i, kind in enumerate(model.kinds):
+        if kind == "bn":
+            bn = model.features[i]
+            bn.mean.set_value(jnp.asarray(rng.normal(0, 0.1, bn.mean.shape), jnp.float32))
+            bn.var.set_value(jnp.asarray(rng.uniform(0.5, 1.5, bn.var.shape), jnp.float32))
+    model.eval()
+    sd = torch_state_dict(model)
+    outs = [v.shape[0] for k, v in sd.items() if k.endswith("weight") and v.ndim == 4]
+    assert outs == [8, 16, 32, 32, 64, 64, 64, 64]
+    assert model.feature_dim == 64
+    x = np.random.default_rng(8).standard_normal((2, 32, 32, 1)).astype(np.float32)
+    out = _run(model, x)
+    ref = vgg_forward(sd, _nchw(x), "vgg11", True)
+    for name in ("pool1", "pool3", "pool5"):
+        np.testing.assert_allclose(_nchw(out[name]), ref[name], rtol=1e-4, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(out["features"], ref["features"], rtol=1e-4, atol=1e-4)
+    full = torchvision_vgg_shapes("vgg11", True, num_classes=10, fc_dim=FC)
+    with pytest.raises(ValueError, match="width=1.0 only.*width=0.125"):
+        load_torchvision_vgg(model, random_state_dict(full, seed=0))
+    for bad in (0, -0.5, float("inf"), None):
+        with pytest.raises(ValueError, match="positive channel multiplier"):
+            vgg11_bn((32, 32, 3), rngs=nnx.Rngs(0), width=bad)

@@ -50,7 +50,7 @@ from flax import nnx
 
 from tljax.models.norm import BatchNorm
 from tljax.models.resnet import BN_MOMENTUM, host_normal_init
-from tljax.models.vgg import torchvision_key
+from tljax.models.vgg import check_width, scaled_channels, torchvision_key
 from tljax.models.weights import Target, _load
 
 BN_EPS = 1e-3  # torchvision's BasicConv2d
@@ -107,17 +107,24 @@ def _cat(*xs: jax.Array) -> jax.Array:
     return jnp.concatenate(xs, axis=-1)
 
 
+def _channels(width: float):
+    """The channel count of a published layer under the width multiplier ``width``."""
+    return lambda n: scaled_channels(n, width)
+
+
 class InceptionA(nnx.Module):
     """1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg-pool→1×1 (35×35 grid)."""
 
-    def __init__(self, cin: int, pool_features: int, *, rngs: nnx.Rngs):
-        self.branch1x1 = BasicConv2d(cin, 64, 1, rngs=rngs)
-        self.branch5x5_1 = BasicConv2d(cin, 48, 1, rngs=rngs)
-        self.branch5x5_2 = BasicConv2d(48, 64, 5, padding=2, rngs=rngs)
-        self.branch3x3dbl_1 = BasicConv2d(cin, 64, 1, rngs=rngs)
-        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1, rngs=rngs)
-        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, padding=1, rngs=rngs)
-        self.branch_pool = BasicConv2d(cin, pool_features, 1, rngs=rngs)
+    def __init__(self, cin: int, pool_features: int, *, width: float = 1.0, rngs: nnx.Rngs):
+        c = _channels(width)
+        self.branch1x1 = BasicConv2d(cin, c(64), 1, rngs=rngs)
+        self.branch5x5_1 = BasicConv2d(cin, c(48), 1, rngs=rngs)
+        self.branch5x5_2 = BasicConv2d(c(48), c(64), 5, padding=2, rngs=rngs)
+        self.branch3x3dbl_1 = BasicConv2d(cin, c(64), 1, rngs=rngs)
+        self.branch3x3dbl_2 = BasicConv2d(c(64), c(96), 3, padding=1, rngs=rngs)
+        self.branch3x3dbl_3 = BasicConv2d(c(96), c(96), 3, padding=1, rngs=rngs)
+        self.branch_pool = BasicConv2d(cin, c(pool_features), 1, rngs=rngs)
+        self.out_channels = c(64) + c(64) + c(96) + c(pool_features)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return _cat(
@@ -131,11 +138,13 @@ class InceptionA(nnx.Module):
 class InceptionB(nnx.Module):
     """Grid reduction 35 → 17: 3×3/2 | 1×1→3×3→3×3/2 | max-pool/2."""
 
-    def __init__(self, cin: int, *, rngs: nnx.Rngs):
-        self.branch3x3 = BasicConv2d(cin, 384, 3, stride=2, rngs=rngs)
-        self.branch3x3dbl_1 = BasicConv2d(cin, 64, 1, rngs=rngs)
-        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1, rngs=rngs)
-        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2, rngs=rngs)
+    def __init__(self, cin: int, *, width: float = 1.0, rngs: nnx.Rngs):
+        c = _channels(width)
+        self.branch3x3 = BasicConv2d(cin, c(384), 3, stride=2, rngs=rngs)
+        self.branch3x3dbl_1 = BasicConv2d(cin, c(64), 1, rngs=rngs)
+        self.branch3x3dbl_2 = BasicConv2d(c(64), c(96), 3, padding=1, rngs=rngs)
+        self.branch3x3dbl_3 = BasicConv2d(c(96), c(96), 3, stride=2, rngs=rngs)
+        self.out_channels = c(384) + c(96) + cin  # the max-pool passes cin through
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return _cat(
@@ -148,18 +157,20 @@ class InceptionB(nnx.Module):
 class InceptionC(nnx.Module):
     """Factorised 7×7 convolutions (1×7 and 7×1) on the 17×17 grid."""
 
-    def __init__(self, cin: int, channels_7x7: int, *, rngs: nnx.Rngs):
+    def __init__(self, cin: int, channels_7x7: int, *, width: float = 1.0, rngs: nnx.Rngs):
+        c = _channels(width)
         c7 = channels_7x7
-        self.branch1x1 = BasicConv2d(cin, 192, 1, rngs=rngs)
-        self.branch7x7_1 = BasicConv2d(cin, c7, 1, rngs=rngs)
-        self.branch7x7_2 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3), rngs=rngs)
-        self.branch7x7_3 = BasicConv2d(c7, 192, (7, 1), padding=(3, 0), rngs=rngs)
-        self.branch7x7dbl_1 = BasicConv2d(cin, c7, 1, rngs=rngs)
-        self.branch7x7dbl_2 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0), rngs=rngs)
-        self.branch7x7dbl_3 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3), rngs=rngs)
-        self.branch7x7dbl_4 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0), rngs=rngs)
-        self.branch7x7dbl_5 = BasicConv2d(c7, 192, (1, 7), padding=(0, 3), rngs=rngs)
-        self.branch_pool = BasicConv2d(cin, 192, 1, rngs=rngs)
+        self.branch1x1 = BasicConv2d(cin, c(192), 1, rngs=rngs)
+        self.branch7x7_1 = BasicConv2d(cin, c(c7), 1, rngs=rngs)
+        self.branch7x7_2 = BasicConv2d(c(c7), c(c7), (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch7x7_3 = BasicConv2d(c(c7), c(192), (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7dbl_1 = BasicConv2d(cin, c(c7), 1, rngs=rngs)
+        self.branch7x7dbl_2 = BasicConv2d(c(c7), c(c7), (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7dbl_3 = BasicConv2d(c(c7), c(c7), (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch7x7dbl_4 = BasicConv2d(c(c7), c(c7), (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7dbl_5 = BasicConv2d(c(c7), c(192), (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch_pool = BasicConv2d(cin, c(192), 1, rngs=rngs)
+        self.out_channels = 4 * c(192)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         s = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
@@ -173,13 +184,15 @@ class InceptionC(nnx.Module):
 class InceptionD(nnx.Module):
     """Grid reduction 17 → 8: 1×1→3×3/2 | 1×1→1×7→7×1→3×3/2 | max-pool/2."""
 
-    def __init__(self, cin: int, *, rngs: nnx.Rngs):
-        self.branch3x3_1 = BasicConv2d(cin, 192, 1, rngs=rngs)
-        self.branch3x3_2 = BasicConv2d(192, 320, 3, stride=2, rngs=rngs)
-        self.branch7x7x3_1 = BasicConv2d(cin, 192, 1, rngs=rngs)
-        self.branch7x7x3_2 = BasicConv2d(192, 192, (1, 7), padding=(0, 3), rngs=rngs)
-        self.branch7x7x3_3 = BasicConv2d(192, 192, (7, 1), padding=(3, 0), rngs=rngs)
-        self.branch7x7x3_4 = BasicConv2d(192, 192, 3, stride=2, rngs=rngs)
+    def __init__(self, cin: int, *, width: float = 1.0, rngs: nnx.Rngs):
+        c = _channels(width)
+        self.branch3x3_1 = BasicConv2d(cin, c(192), 1, rngs=rngs)
+        self.branch3x3_2 = BasicConv2d(c(192), c(320), 3, stride=2, rngs=rngs)
+        self.branch7x7x3_1 = BasicConv2d(cin, c(192), 1, rngs=rngs)
+        self.branch7x7x3_2 = BasicConv2d(c(192), c(192), (1, 7), padding=(0, 3), rngs=rngs)
+        self.branch7x7x3_3 = BasicConv2d(c(192), c(192), (7, 1), padding=(3, 0), rngs=rngs)
+        self.branch7x7x3_4 = BasicConv2d(c(192), c(192), 3, stride=2, rngs=rngs)
+        self.out_channels = c(320) + c(192) + cin
 
     def __call__(self, x: jax.Array) -> jax.Array:
         t = self.branch3x3_2(self.branch3x3_1(x))
@@ -191,16 +204,18 @@ class InceptionD(nnx.Module):
 class InceptionE(nnx.Module):
     """Expanded filter banks (1×3 and 3×1 side by side) on the 8×8 grid."""
 
-    def __init__(self, cin: int, *, rngs: nnx.Rngs):
-        self.branch1x1 = BasicConv2d(cin, 320, 1, rngs=rngs)
-        self.branch3x3_1 = BasicConv2d(cin, 384, 1, rngs=rngs)
-        self.branch3x3_2a = BasicConv2d(384, 384, (1, 3), padding=(0, 1), rngs=rngs)
-        self.branch3x3_2b = BasicConv2d(384, 384, (3, 1), padding=(1, 0), rngs=rngs)
-        self.branch3x3dbl_1 = BasicConv2d(cin, 448, 1, rngs=rngs)
-        self.branch3x3dbl_2 = BasicConv2d(448, 384, 3, padding=1, rngs=rngs)
-        self.branch3x3dbl_3a = BasicConv2d(384, 384, (1, 3), padding=(0, 1), rngs=rngs)
-        self.branch3x3dbl_3b = BasicConv2d(384, 384, (3, 1), padding=(1, 0), rngs=rngs)
-        self.branch_pool = BasicConv2d(cin, 192, 1, rngs=rngs)
+    def __init__(self, cin: int, *, width: float = 1.0, rngs: nnx.Rngs):
+        c = _channels(width)
+        self.branch1x1 = BasicConv2d(cin, c(320), 1, rngs=rngs)
+        self.branch3x3_1 = BasicConv2d(cin, c(384), 1, rngs=rngs)
+        self.branch3x3_2a = BasicConv2d(c(384), c(384), (1, 3), padding=(0, 1), rngs=rngs)
+        self.branch3x3_2b = BasicConv2d(c(384), c(384), (3, 1), padding=(1, 0), rngs=rngs)
+        self.branch3x3dbl_1 = BasicConv2d(cin, c(448), 1, rngs=rngs)
+        self.branch3x3dbl_2 = BasicConv2d(c(448), c(384), 3, padding=1, rngs=rngs)
+        self.branch3x3dbl_3a = BasicConv2d(c(384), c(384), (1, 3), padding=(0, 1), rngs=rngs)
+        self.branch3x3dbl_3b = BasicConv2d(c(384), c(384), (3, 1), padding=(1, 0), rngs=rngs)
+        self.branch_pool = BasicConv2d(cin, c(192), 1, rngs=rngs)
+        self.out_channels = c(320) + 4 * c(384) + c(192)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         t = self.branch3x3_1(x)
@@ -214,11 +229,12 @@ class InceptionAux(nnx.Module):
     """The auxiliary classifier on ``Mixed_6e``: 5×5/3 avg-pool → 1×1 conv (128) → 5×5
     conv (768) → global average → linear."""
 
-    def __init__(self, cin: int, num_classes: int, *, rngs: nnx.Rngs):
-        self.conv0 = BasicConv2d(cin, 128, 1, rngs=rngs)
-        self.conv1 = BasicConv2d(128, 768, 5, stddev=0.01, rngs=rngs)
+    def __init__(self, cin: int, num_classes: int, *, width: float = 1.0, rngs: nnx.Rngs):
+        c = _channels(width)
+        self.conv0 = BasicConv2d(cin, c(128), 1, rngs=rngs)
+        self.conv1 = BasicConv2d(c(128), c(768), 5, stddev=0.01, rngs=rngs)
         self.fc = nnx.Linear(
-            768,
+            c(768),
             num_classes,
             kernel_init=host_normal_init(lambda s: 0.001),
             bias_init=nnx.initializers.zeros,
@@ -237,19 +253,20 @@ class InceptionAux(nnx.Module):
         return self.fc(jnp.mean(x, axis=(1, 2)))
 
 
-# (name, block type, constructor arguments after the input channels, output channels)
+# (name, block type, constructor arguments after the input channels); the output channels
+# (256, 288, 288, 768 ×5, 1280, 2048, 2048 at width 1) are each block's ``out_channels``.
 _BLOCKS = (
-    ("Mixed_5b", InceptionA, (32,), 256),
-    ("Mixed_5c", InceptionA, (64,), 288),
-    ("Mixed_5d", InceptionA, (64,), 288),
-    ("Mixed_6a", InceptionB, (), 768),
-    ("Mixed_6b", InceptionC, (128,), 768),
-    ("Mixed_6c", InceptionC, (160,), 768),
-    ("Mixed_6d", InceptionC, (160,), 768),
-    ("Mixed_6e", InceptionC, (192,), 768),
-    ("Mixed_7a", InceptionD, (), 1280),
-    ("Mixed_7b", InceptionE, (), 2048),
-    ("Mixed_7c", InceptionE, (), 2048),
+    ("Mixed_5b", InceptionA, (32,)),
+    ("Mixed_5c", InceptionA, (64,)),
+    ("Mixed_5d", InceptionA, (64,)),
+    ("Mixed_6a", InceptionB, ()),
+    ("Mixed_6b", InceptionC, (128,)),
+    ("Mixed_6c", InceptionC, (160,)),
+    ("Mixed_6d", InceptionC, (160,)),
+    ("Mixed_6e", InceptionC, (192,)),
+    ("Mixed_7a", InceptionD, ()),
+    ("Mixed_7b", InceptionE, ()),
+    ("Mixed_7c", InceptionE, ()),
 )
 _EXPOSED = ("Mixed_5d", "Mixed_6e", "Mixed_7c")
 
@@ -269,11 +286,14 @@ class Inception3(nnx.Module):
         no dropout, which keeps the module free of RNG state for the functional trainer.
       bn_unbiased_running_var: BatchNorm updates its running variance with the unbiased
         batch variance, as PyTorch (default when torchvision weights are imported).
+      width: channel multiplier of every convolution (``round(c·width)``, at least 1;
+        the features are then ``feature_dim`` wide, 2048 at 1.0). Only 1.0 takes
+        torchvision's weights; ``0.125`` (256-d features) trains on a CPU.
       rngs: NNX random streams for initialisation.
 
     Raises:
-      ValueError: for ``aux_logits`` without a class count, or ``transform_input`` with
-        other than 3 channels.
+      ValueError: for ``aux_logits`` without a class count, ``transform_input`` with
+        other than 3 channels, or a non-positive ``width``.
     """
 
     def __init__(
@@ -286,6 +306,7 @@ class Inception3(nnx.Module):
         transform_input: bool = False,
         dropout: float = 0.0,
         bn_unbiased_running_var: bool = False,
+        width: float = 1.0,
         rngs: nnx.Rngs,
     ):
         aux_classes = aux_classes or num_classes
@@ -299,20 +320,26 @@ class Inception3(nnx.Module):
                 f"transform_input=True needs RGB inputs (3 channels), got {in_channels}."
             )
         self.transform_input = transform_input
-        self.Conv2d_1a_3x3 = BasicConv2d(in_channels, 32, 3, stride=2, rngs=rngs)
-        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3, rngs=rngs)
-        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1, rngs=rngs)
-        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, 1, rngs=rngs)
-        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, 3, rngs=rngs)
-        cin = 192
-        for name, block, args, cout in _BLOCKS:
-            setattr(self, name, block(cin, *args, rngs=rngs))
-            cin = cout
-        self.AuxLogits = InceptionAux(768, aux_classes, rngs=rngs) if aux_logits else None
+        self.width = w = check_width(width, "inception_v3")
+        c = _channels(w)
+        self.Conv2d_1a_3x3 = BasicConv2d(in_channels, c(32), 3, stride=2, rngs=rngs)
+        self.Conv2d_2a_3x3 = BasicConv2d(c(32), c(32), 3, rngs=rngs)
+        self.Conv2d_2b_3x3 = BasicConv2d(c(32), c(64), 3, padding=1, rngs=rngs)
+        self.Conv2d_3b_1x1 = BasicConv2d(c(64), c(80), 1, rngs=rngs)
+        self.Conv2d_4a_3x3 = BasicConv2d(c(80), c(192), 3, rngs=rngs)
+        cin = c(192)
+        for name, block, args in _BLOCKS:
+            setattr(self, name, block(cin, *args, width=w, rngs=rngs))
+            cin = getattr(self, name).out_channels
+            if name == "Mixed_6e":
+                aux_in = cin
+        self.AuxLogits = (
+            InceptionAux(aux_in, aux_classes, width=w, rngs=rngs) if aux_logits else None
+        )
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
         self.fc = (
             nnx.Linear(
-                2048,
+                cin,
                 num_classes,
                 kernel_init=host_normal_init(lambda s: 0.1),
                 bias_init=nnx.initializers.zeros,
@@ -321,7 +348,7 @@ class Inception3(nnx.Module):
             if num_classes
             else None
         )
-        self.feature_dim = 2048
+        self.feature_dim = cin  # 2048 at width 1
         self.deterministic = False  # set by .train()/.eval(): the aux head runs in training
         if bn_unbiased_running_var:
             for _, node in nnx.iter_graph(self):
@@ -369,6 +396,7 @@ def inception_v3(
     transform_input=False,
     dropout=0.0,
     bn_unbiased_running_var=False,
+    width=1.0,
 ) -> Inception3:
     """Inception-v3 (2048-d features); the factory used by the model registry (keyword
     arguments as :class:`Inception3`'s).
@@ -395,6 +423,7 @@ def inception_v3(
         transform_input=transform_input,
         dropout=dropout,
         bn_unbiased_running_var=bn_unbiased_running_var,
+        width=width,
         rngs=rngs,
     )
 
@@ -430,6 +459,11 @@ def load_torchvision_inception(
         raise ValueError(
             f"load_torchvision_inception needs the Inception3 module itself, got a "
             f"{type(model).__name__}; for a Classifier pass classifier.backbone."
+        )
+    if model.width != 1.0:
+        raise ValueError(
+            f"torchvision's Inception-v3 weights fit width=1.0 only; this model was built "
+            f"with width={model.width:g}."
         )
     if include_head and model.fc is None:
         raise ValueError(

@@ -21,6 +21,11 @@ adaptive pool, exactly as in PyTorch. ``fc_stack=False`` drops the two 4096-wide
 (120M of VGG-16's 138M parameters) and takes the global average of the last max-pool's
 output instead: 512-d features, the usual choice for small images.
 
+``width`` scales every convolution's channel count (``round(c·width)``, at least 1), as a
+width multiplier: ``width=0.125`` is VGG-11's 8-16-32-32-64-64-64-64 channels and 64-d
+global-pool features, a network the 2-core CPU trains (``configs/zoo.py``'s
+``vgg11_bn_slim``). Only ``width=1`` takes torchvision's weights.
+
 Parameter paths: ``features/<i>/{kernel,bias}`` (convolutions), ``features/<i>/{scale,
 bias}`` (BatchNorm; running statistics ``mean``/``var``), ``classifier/{0,3,6}/{kernel,
 bias}``. The call returns ``"features"`` (the second 4096-wide layer's output after its
@@ -67,6 +72,25 @@ _CONV_INIT = host_normal_init(lambda s: math.sqrt(2.0 / (s[0] * s[1] * s[3])))
 _LINEAR_INIT = host_normal_init(lambda s: 0.01)
 
 
+def scaled_channels(n: int, width: float) -> int:
+    """``n`` channels under the width multiplier ``width``: ``round(n·width)``, at least 1."""
+    return max(1, int(round(n * width)))
+
+
+def check_width(width, name: str) -> float:
+    """``width`` as a positive float, or a ValueError naming ``name``'s valid range."""
+    try:
+        w = float(width)
+    except (TypeError, ValueError):
+        w = float("nan")
+    if not (w > 0 and math.isfinite(w)):
+        raise ValueError(
+            f"{name}: width must be a positive channel multiplier (1.0 = the published "
+            f"network, e.g. 0.125 for an eighth of its channels), got {width!r}."
+        )
+    return w
+
+
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
     """PyTorch's ``AdaptiveAvgPool2d((size, size))`` on NHWC input.
 
@@ -108,6 +132,8 @@ class VGG(nnx.Module):
         ``classifier.*`` weights of a torchvision file are then not used).
       fc_dim: width of the two hidden FC layers (4096 in torchvision; only 4096 takes
         ImageNet weights for them).
+      width: channel multiplier of every convolution (1.0: torchvision's; only 1.0 takes
+        its weights).
       dropout: rate of the two dropouts of the FC stack in training mode (torchvision:
         0.5; it needs a ``dropout`` rng stream). ``0.0`` (the default) builds no dropout,
         which keeps the module free of RNG state for the functional trainer.
@@ -116,8 +142,8 @@ class VGG(nnx.Module):
       rngs: NNX random streams for initialisation.
 
     Raises:
-      ValueError: for an unknown ``arch``, ``num_classes`` without ``fc_stack``, or a
-        non-positive ``fc_dim``.
+      ValueError: for an unknown ``arch``, ``num_classes`` without ``fc_stack``, a
+        non-positive ``fc_dim`` or ``width``.
     """
 
     def __init__(
@@ -131,6 +157,7 @@ class VGG(nnx.Module):
         fc_dim: int = 4096,
         dropout: float = 0.0,
         bn_unbiased_running_var: bool = False,
+        width: float = 1.0,
         rngs: nnx.Rngs,
     ):
         if arch not in CFGS:
@@ -142,6 +169,7 @@ class VGG(nnx.Module):
             )
         if int(fc_dim) <= 0:
             raise ValueError(f"fc_dim must be a positive width, got {fc_dim!r}.")
+        self.width = check_width(width, arch + "_bn" * bool(batch_norm))
         self.arch, self.batch_norm, self.fc_stack = arch, batch_norm, fc_stack
         layers, kinds, cin = [], [], in_channels
         for v in CFGS[arch]:
@@ -149,6 +177,7 @@ class VGG(nnx.Module):
                 layers.append(None)
                 kinds.append("pool")
                 continue
+            v = scaled_channels(v, self.width)
             layers.append(
                 nnx.Conv(
                     cin,
@@ -242,6 +271,7 @@ def _factory(arch: str, batch_norm: bool):
         fc_dim=4096,
         dropout=0.0,
         bn_unbiased_running_var=False,
+        width=1.0,
     ) -> VGG:
         shape = tuple(input_shape)
         if len(shape) != 3:
@@ -260,6 +290,7 @@ def _factory(arch: str, batch_norm: bool):
             fc_dim=fc_dim,
             dropout=dropout,
             bn_unbiased_running_var=bn_unbiased_running_var,
+            width=width,
             rngs=rngs,
         )
 
@@ -351,6 +382,11 @@ def load_torchvision_vgg(
             f"load_torchvision_vgg needs the VGG module itself, got a "
             f"{type(model).__name__}; for a Classifier pass classifier.backbone."
         )
+    if model.width != 1.0:
+        raise ValueError(
+            f"torchvision's VGG weights fit width=1.0 only; this model was built with "
+            f"width={model.width:g}."
+        )
     has_head = model.classifier is not None and len(model.classifier) > 6
     if include_head and not has_head:
         raise ValueError(
@@ -373,7 +409,9 @@ __all__ = [
     "CFGS",
     "VGG",
     "adaptive_avg_pool",
+    "check_width",
     "load_torchvision_vgg",
+    "scaled_channels",
     "torch_state_dict",
     "torchvision_key",
     "vgg11",
