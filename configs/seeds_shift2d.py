@@ -12,7 +12,9 @@ DAN's MMD and JAN's JMMD term ramped in over N = 1000 steps like the GRL
 falls far below source only: ``tljax/methods/jan.py``); BSP's penalty at
 ``bsp_weight = 2e-6`` instead of TLlib's 2e-4, which collapses here
 (``tljax/methods/bsp.py``); ADDA pretrained for ``STEPS`` source steps (what source only
-gets), then ``STEPS`` adversarial ones (``train.steps = 2 * STEPS``). All 1000 source
+gets), then ``STEPS`` adversarial ones (``train.steps = 2 * STEPS``), its target encoder
+anchored to the source classifier (``source_anchor = 100``; the paper's ADDA, 0, collapses
+on every seed here: ``tljax/methods/adda.py``). All 1000 source
 train points train (no hold-out), so the command line and Python give the same numbers.
 Many seeds at once, in one vmapped program::
 
@@ -55,6 +57,7 @@ def get_config(arg: str = "dann,conditional"):
     c.train.steps = STEPS
     if method == "adda":  # STEPS of source training (as source only's), then STEPS of GAN
         c.method.hparams.pretrain_steps = STEPS
+        c.method.hparams.source_anchor = 100.0  # 0 (the paper's) collapses on every seed
         c.train.steps = 2 * STEPS
     c.train.steps_per_call = 50
     c.train.log_every = 250

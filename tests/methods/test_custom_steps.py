@@ -288,6 +288,72 @@ def test_augment_is_deterministic_shape_preserving_and_random():
     np.testing.assert_allclose(none, x)
 
 
+def _adda_first_adversarial_step(source_anchor):
+    """Two pretraining steps, then the first adversarial step, on an MLP without BatchNorm
+    (so train and eval forwards agree); SGD (linear in the gradient on a first step)."""
+    hp = dict(pretrain_steps=2, hidden=(16,), source_anchor=source_anchor)
+    s = setup("adda", hparams=hp, bottleneck_dim=None, weight_decay=0.0)
+    step = jax.jit(s.step)
+    state = s.state
+    for i in range(2):
+        state, _ = step(state, random_batch(seed=i))
+    before = copy_tree(state)
+    batch = random_batch(seed=2)
+    after, metrics = step(state, batch)
+    return s, before, copy_tree(after), jax.device_get(metrics), batch
+
+
+def test_adda_source_anchor_is_the_source_cross_entropy_of_the_target_encoder():
+    """``source_anchor=λ`` adds ``λ·CE(C(M_t(x_s)), y_s)`` to the target encoder's loss: at
+    the switch ``M_t = M_s``, so the term is the source model's cross-entropy (NumPy, from
+    the model's own logits); ``M_t`` moves by ``−lr·λ·∇`` of it more than without it
+    (``jax.grad`` through the classifier's forward), linearly in ``λ``; ``M_s`` and ``C``
+    stay fixed."""
+    s, before, plain, m0, batch = _adda_first_adversarial_step(0.0)
+    _, _, one, m1, _ = _adda_first_adversarial_step(1.0)
+    _, _, two, m2, _ = _adda_first_adversarial_step(2.0)
+    assert m0["adda/source_anchor_loss"] == 0.0 and m0["adda/pretraining"] == 0.0
+    xs, ys = batch["source"]["image"], batch["source"]["label"]
+    logits, _ = s.eval_step(before.params, before.rest, xs)
+    z = np.asarray(logits, np.float64)
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    ce = -logp[np.arange(len(ys)), ys].mean()
+    np.testing.assert_allclose(m1["adda/source_anchor_loss"], ce, rtol=1e-5)
+    np.testing.assert_allclose(m2["adda/source_anchor_loss"], ce, rtol=1e-5)
+    np.testing.assert_allclose(m1["loss"] - m0["loss"], ce, rtol=1e-4)
+
+    def source_ce(encoder_params):
+        params = {**before.params, "model": {**before.params["model"], **encoder_params}}
+        logits, _ = s.eval_step(params, before.rest, xs)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, ys).mean()
+
+    grad = subtree(
+        {"model": jax.grad(source_ce)({"backbone": before.params["model"]["backbone"]})}, "model/"
+    )
+
+    def moved(tree):  # M_t's step minus the step without the anchor, flattened
+        key = lambda k: k.replace("model/", "method/encoder/")
+        new, ref = subtree(tree.params, "method/encoder/"), subtree(plain.params, "method/encoder/")
+        return np.concatenate([np.ravel(new[key(k)] - ref[key(k)]) for k in grad])
+
+    g = np.concatenate([np.ravel(v) for v in grad.values()])
+    step1, step2 = moved(one), moved(two)
+    assert np.abs(g).max() > 1e-3  # the anchor's gradient reaches the target encoder
+    np.testing.assert_allclose(step2, 2 * step1, rtol=1e-3, atol=1e-7)
+    # SGD's first step with Nesterov momentum 0.9 at lr 0.05: −0.05·(1 + 0.9)·g
+    np.testing.assert_allclose(step1, -0.05 * 1.9 * g, rtol=1e-3, atol=1e-7)
+    for tree in (one, two):  # the source encoder and the classifier stay fixed
+        assert_equal_trees(subtree(before.params, "model/"), subtree(tree.params, "model/"))
+
+
+def test_adda_source_anchor_must_be_a_non_negative_weight():
+    for bad in (-1.0, float("nan"), "strong"):
+        with pytest.raises(ValueError, match="source_anchor must be a weight >= 0"):
+            adda.make(source_anchor=bad)
+    assert adda.make().hparams["source_anchor"] == 0.0  # the paper's ADDA by default
+
+
 def test_adda_mirror_copies_the_source_encoder_only_when_asked():
     tree = {
         "model": {"backbone": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(1)}},
