@@ -48,7 +48,9 @@ config's; all five seeds 0.948–0.957). With the anchor that strong the adversa
 adds nothing measurable there: the same run without it (``method.weight = 0``, ``M_t``
 trained on the source cross-entropy alone) gave 0.946–0.960. ``tests/methods/
 test_seed_robustness.py`` tests the anchored ADDA and keeps the paper's as an expected
-failure.
+failure. On UCI digits → digits-M (``configs/adda_digits_m.py``, 3 seeds, deterministic
+mode) the anchor helps where it should: the paper's ADDA 23.5 ± 9.6%, λ = 1 41.7 ± 2.2%,
+λ = 10 43.6 ± 1.4%, and λ = 1 without the GAN term 26.4 ± 1.1% (source only: 29.4%).
 """
 
 from __future__ import annotations
