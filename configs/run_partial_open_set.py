@@ -31,7 +31,7 @@ from tljax.loop import train_and_evaluate
 from tljax.plots import restore_run
 
 SETTINGS = {
-    "partial": (digits_m_partial, ("source_only", "dann", "pada")),
+    "partial": (digits_m_partial, ("source_only", "dann", "pada", "iwan")),
     "open_set": (digits_m_open_set, ("source_only", "dann", "osbp")),
     "universal": (digits_m_universal, ("source_only", "dann", "uan")),
 }

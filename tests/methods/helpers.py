@@ -29,6 +29,7 @@ SMOKE_HPARAMS = {
     "self_training": dict(threshold=0.0),
     "lwf": dict(old_head_from="<pretrained run>"),  # only to build it (tests/inductive)
     "pada": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
+    "iwan": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
     "uan": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
 }
 BASELINE = "source_only"  # ERM: the reference of every domain-adaptation test
@@ -73,7 +74,7 @@ def _ships_with_tljax(name: str) -> bool:
 ALL_METHODS = [m for m in methods.names() if _ships_with_tljax(m) and _domain_adaptation(m)]
 # Methods for label-set mismatch (partial / open-set tasks, tljax.data.label_sets): in
 # ALL_METHODS (shared smoke tests), not in the closed-set benchmark suite (configs/suite.py).
-LABEL_SET_METHODS = ("pada", "osbp", "uan")
+LABEL_SET_METHODS = ("pada", "iwan", "osbp", "uan")
 
 
 def random_batch(n=8, shape=(8, 8, 3), num_classes=4, seed=0, shift=0.5):
