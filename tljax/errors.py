@@ -35,3 +35,12 @@ class UserFileError(UserError, OSError):
 class MissingDependencyError(UserError, ImportError):
     """An optional package needed for what the config asks (e.g. torch for .pth weights)
     is not installed; the message says what to install."""
+
+
+def as_float(value) -> float:
+    """``value`` as a float, or NaN when it is not a number (``"high"``, ``None``), so that
+    one range check such as ``if not x >= 0`` refuses both with the same message."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

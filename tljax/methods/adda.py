@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from tljax.errors import as_float
 from tljax.methods import _steps
 from tljax.methods.base import Method, ModelInfo, deep_copy, require_classifier
 from tljax.models.heads import DomainDiscriminator
@@ -147,10 +148,7 @@ def make(
     """
     if not isinstance(pretrain_steps, int) or pretrain_steps < 0:
         raise ValueError(f"adda: pretrain_steps must be an int >= 0, got {pretrain_steps!r}.")
-    try:
-        source_anchor = float(source_anchor)
-    except (TypeError, ValueError):
-        source_anchor = float("nan")
+    source_anchor = as_float(source_anchor)
     if not source_anchor >= 0.0:
         raise ValueError(
             f"adda: source_anchor must be a weight >= 0 (0 = the paper's ADDA), got "

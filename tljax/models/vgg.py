@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from tljax.errors import as_float
 from tljax.models.lenet import max_pool_2x2
 from tljax.models.norm import BatchNorm
 from tljax.models.resnet import BN_EPS, BN_MOMENTUM, host_normal_init
@@ -79,10 +80,7 @@ def scaled_channels(n: int, width: float) -> int:
 
 def check_width(width, name: str) -> float:
     """``width`` as a positive float, or a ValueError naming ``name``'s valid range."""
-    try:
-        w = float(width)
-    except (TypeError, ValueError):
-        w = float("nan")
+    w = as_float(width)
     if not (w > 0 and math.isfinite(w)):
         raise ValueError(
             f"{name}: width must be a positive channel multiplier (1.0 = the published "
