@@ -32,8 +32,8 @@ from tljax.plots import restore_run
 
 SETTINGS = {
     "partial": (digits_m_partial, ("source_only", "dann", "pada", "iwan")),
-    "open_set": (digits_m_open_set, ("source_only", "dann", "osbp")),
-    "universal": (digits_m_universal, ("source_only", "dann", "uan")),
+    "open_set": (digits_m_open_set, ("source_only", "dann", "osbp", "ovanet")),
+    "universal": (digits_m_universal, ("source_only", "dann", "uan", "ovanet")),
 }
 
 

@@ -136,6 +136,26 @@ def test_uan_run_logs_metrics_of_its_unknown_rule(tmp_path):
     assert results["target_test_unk"] > 0
 
 
+def test_ovanet_run_logs_metrics_of_its_one_vs_all_rule(tmp_path):
+    """OVANet's predictions (unknown where the predicted class's one-vs-all classifier
+    says "not it" with probability > threshold) behind the logged metrics, recomputed in
+    NumPy from the restored run's one-vs-all kernel and features."""
+    c = tiny_config("universal", "ovanet", steps=20)
+
+    def predict(parts, state, logits, feats):
+        kernel = np.asarray(state.params["method"]["heads"]["kernel"], np.float64)
+        k = logits.shape[1] - 1
+        z = (np.asarray(feats, np.float64) @ kernel).reshape(len(feats), 2, k)
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        pred = logits[:, :k].argmax(1)
+        return np.where(p[np.arange(len(pred)), 0, pred] > 0.5, k, pred)
+
+    train_and_evaluate(c, str(tmp_path))
+    results = check_run(str(tmp_path), "universal", predict=predict)
+    assert 0 < results["target_test_unknown_rate"] < 1
+
+
 def test_closed_set_runs_log_no_label_set_metrics():
     from tljax.evaluate_label_sets import evaluation_metrics, logged_keys
 

@@ -74,7 +74,7 @@ def _ships_with_tljax(name: str) -> bool:
 ALL_METHODS = [m for m in methods.names() if _ships_with_tljax(m) and _domain_adaptation(m)]
 # Methods for label-set mismatch (partial / open-set tasks, tljax.data.label_sets): in
 # ALL_METHODS (shared smoke tests), not in the closed-set benchmark suite (configs/suite.py).
-LABEL_SET_METHODS = ("pada", "iwan", "osbp", "uan")
+LABEL_SET_METHODS = ("pada", "iwan", "osbp", "uan", "ovanet")
 
 
 def random_batch(n=8, shape=(8, 8, 3), num_classes=4, seed=0, shift=0.5):
