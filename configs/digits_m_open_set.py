@@ -4,7 +4,8 @@
 the target only, labelled unknown (= 6); a 7-way head (``num_classes = 7``). The digit
 network and recipe of ``configs/digits_m_common.py``, shortened (``steps``, default 600).
 Methods: ``source_only``, ``dann`` (closed-set: the unknown output is never trained),
-``osbp``, ``ovanet`` (its one-vs-all rule; ``configs/digits_m_universal.py``). Measured with ``python -m configs.run_partial_open_set`` (docs/label_sets.md).
+``osbp``, ``ovanet`` (its one-vs-all rule; ``configs/digits_m_universal.py``). Measured
+with ``python -m configs.run_partial_open_set`` (docs/label_sets.md).
 """
 
 import tljax.data.label_sets  # noqa: F401  (registers partial/, open_set/, universal/)

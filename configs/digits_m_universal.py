@@ -6,8 +6,9 @@ the source only, 7-9 in the target only, labelled unknown (= 7); an 8-way head
 shortened (``steps``, default 600). Methods: ``source_only`` and ``dann`` (closed-set:
 the unknown output is never trained, arg-max predictions), ``uan`` (unknown when its
 transferability ``w_t < w_0``), ``ovanet`` (unknown when the predicted class's
-one-vs-all classifier says "not it" with probability > 0.5). UAN's two discriminators are DANN's digit one (100 units,
-no BatchNorm) with the same GRL schedule over the run, and ``method.weight = 0.5``. Every
+one-vs-all classifier says "not it" with probability > 0.5). UAN's two discriminators
+are DANN's digit one (100 units, no BatchNorm) with the same GRL schedule over the run,
+and ``method.weight = 0.5``. Every
 evaluation logs the H-score and the known/unknown accuracies (``target_test_h_score``,
 ``target_test_os_star``, ``target_test_unk``; docs/label_sets.md)::
 

@@ -11,7 +11,8 @@ classifiers ``O`` on the same features (one linear layer ``f → 2K`` without bi
    \mathcal L = \mathbb E_s\big[\ell(C(f), y)\big]
    + λ\Big(\underbrace{\tfrac12\,\mathbb E_s\big[-\log p_y(x)
      - \max_{k\ne y}\log(1 - p_k(x))\big]}_{\text{OVA loss, hardest negative}}
-   + γ\,\underbrace{\mathbb E_t\Big[\tfrac1K\sum_k h\big(p_k(x)\big)\Big]}_{\text{open-set entropy}}\Big)
+   + γ\,\underbrace{\mathbb E_t\Big[\tfrac1K\sum_k h\big(p_k(x)\big)\Big]}_{
+     \text{open-set entropy}}\Big)
 
 with ``h(p) = −p log p − (1−p) log(1−p)`` (natural log). The source OVA loss pushes each
 class's classifier up on its class and the *hardest* other classifier down; the target
