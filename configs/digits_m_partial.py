@@ -4,7 +4,7 @@
 the target a seeded 5 of them (``label_seed=0``: original digits 0, 1, 2, 7, 9 ... see
 ``LabelSetTask.source_classes``). The DANN-paper digit network and recipe of
 ``configs/digits_m_common.py``, shortened (``steps``, default 600). Methods:
-``source_only``, ``dann`` (closed-set), ``pada``, ``iwan``. Measured with
+``source_only``, ``dann`` (closed-set), ``pada``, ``iwan``, ``etn``. Measured with
 ``python -m configs.run_partial_open_set`` (docs/label_sets.md)::
 
     python -m experiments.run --config=configs/digits_m_partial.py:pada \
@@ -19,9 +19,9 @@ STEPS = 600
 
 def get_config(arg: str = "pada"):
     method, _, steps = arg.partition(",")
-    c = digits_m_common.get_config("dann" if method in ("pada", "iwan") else method)
+    c = digits_m_common.get_config("dann" if method in ("pada", "iwan", "etn") else method)
     c.method.name = method
-    if method in ("dann", "pada", "iwan"):
+    if method in ("dann", "pada", "iwan", "etn"):
         c.method.hparams.grl_max_iters = float(int(steps or STEPS))
     c.data.task = "partial/digits->digits_m"
     c.train.steps = int(steps or STEPS)

@@ -31,7 +31,7 @@ from tljax.loop import train_and_evaluate
 from tljax.plots import restore_run
 
 SETTINGS = {
-    "partial": (digits_m_partial, ("source_only", "dann", "pada", "iwan")),
+    "partial": (digits_m_partial, ("source_only", "dann", "pada", "iwan", "etn")),
     "open_set": (digits_m_open_set, ("source_only", "dann", "osbp", "ovanet")),
     "universal": (digits_m_universal, ("source_only", "dann", "uan", "ovanet")),
 }

@@ -31,6 +31,7 @@ SMOKE_HPARAMS = {
     "pada": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
     "iwan": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
     "uan": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
+    "etn": dict(hidden=(16,), grl_lo=1.0, grl_hi=1.0),
 }
 BASELINE = "source_only"  # ERM: the reference of every domain-adaptation test
 
@@ -74,7 +75,7 @@ def _ships_with_tljax(name: str) -> bool:
 ALL_METHODS = [m for m in methods.names() if _ships_with_tljax(m) and _domain_adaptation(m)]
 # Methods for label-set mismatch (partial / open-set tasks, tljax.data.label_sets): in
 # ALL_METHODS (shared smoke tests), not in the closed-set benchmark suite (configs/suite.py).
-LABEL_SET_METHODS = ("pada", "iwan", "osbp", "uan", "ovanet")
+LABEL_SET_METHODS = ("pada", "iwan", "etn", "osbp", "uan", "ovanet")
 
 
 def random_batch(n=8, shape=(8, 8, 3), num_classes=4, seed=0, shift=0.5):

@@ -27,6 +27,8 @@ ALIGNMENT = {
     "cdan": (ADV, 1.0),
     # IWAN's importance-weighted adversarial loss aligns on this closed-set toy too.
     "iwan": (ADV, 1.0),
+    # So does ETN's (the label-aware auxiliary weights).
+    "etn": (ADV, 1.0),
     # Margin γ=1, not the default 4: with γ=4 this adversarial game on the toy ends on
     # either side of the thresholds by chance (seeds 0..4 on a CPU: 2 of 5 pass; seed 0
     # failed on an H200, whose TF32 matmuls perturb the run like another seed would).
