@@ -53,7 +53,11 @@ def make(*, moments: int = 2, normalization: str = "code") -> Method:
             normalization=normalization,
         )
         risks = D.domain_risks(src.logits, labels, k)
-        return Losses(jnp.mean(risks), md, D.accuracy(src.logits, labels), {})
+        # Collapse diagnostic: the moment distance is 0 for constant features, a trivial
+        # solution a large λ finds (docs/domain_generalization.md); this goes to 0 with it.
+        every = jnp.concatenate([src.features, tgt.features]).astype(jnp.float32)
+        metrics = {"feature_std": jnp.mean(jnp.std(every, axis=0))}
+        return Losses(jnp.mean(risks), md, D.accuracy(src.logits, labels), metrics)
 
     return Method(
         name="m3sda", init=init, train_step=own_step(objective, name="m3sda"), multi_domain=True
