@@ -276,6 +276,29 @@ def check_bn_stats(bn_stats: str, method: str) -> None:
         raise ValueError(f"{method}: bn_stats must be 'adapt' or 'frozen', got {bn_stats!r}.")
 
 
+class JointOutputs(NamedTuple):
+    """:func:`joint_forward`'s result: float32 ``logits`` and ``features`` of the source
+    rows ``[:ns]`` followed by the target rows, the source ``labels`` and ``ns``."""
+
+    logits: jax.Array
+    features: jax.Array
+    labels: jax.Array
+    ns: int
+
+
+def joint_forward(ctx: StepContext, batch) -> JointOutputs:
+    """One forward pass of the model over the source and the target images together (one
+    set of BatchNorm batch statistics, as DANN-style methods use), in training mode."""
+    xs, xt = batch["source"]["image"], batch["target"]["image"]
+    logits, out = ctx.net.model(ctx.cast(jnp.concatenate([xs, xt], axis=0)))
+    return JointOutputs(
+        logits.astype(jnp.float32),
+        out["features"].astype(jnp.float32),
+        batch["source"]["label"],
+        xs.shape[0],
+    )
+
+
 def own_step(
     objective: Callable[[StepContext, Any], Losses],
     *,

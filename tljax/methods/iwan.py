@@ -110,12 +110,7 @@ def make(
         return IWANNets(info.feature_dim, hidden, batch_norm, rngs=rngs)
 
     def objective(ctx: _steps.StepContext, batch) -> _steps.Losses:
-        xs, xt = batch["source"]["image"], batch["target"]["image"]
-        labels = batch["source"]["label"]
-        ns = xs.shape[0]
-        logits, out = ctx.net.model(ctx.cast(jnp.concatenate([xs, xt], axis=0)))
-        logits = logits.astype(jnp.float32)
-        f = out["features"].astype(jnp.float32)
+        logits, f, labels, ns = _steps.joint_forward(ctx, batch)
         nets = ctx.net.method
         coeff = warm_start_coefficient(
             ctx.step, lo=grl_lo, hi=grl_hi, alpha=grl_alpha, max_iters=grl_max_iters

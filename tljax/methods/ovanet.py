@@ -118,14 +118,10 @@ def make(*, entropy_weight: float = 0.1, threshold: float = 0.5) -> Method:
         return OVANets(info.feature_dim, info.num_classes - 1, rngs=rngs)
 
     def objective(ctx: _steps.StepContext, batch) -> _steps.Losses:
-        xs, xt = batch["source"]["image"], batch["target"]["image"]
-        labels = batch["source"]["label"]
-        ns = xs.shape[0]
-        logits, out = ctx.net.model(ctx.cast(jnp.concatenate([xs, xt], axis=0)))
-        logits = logits.astype(jnp.float32)
+        logits, features, labels, ns = _steps.joint_forward(ctx, batch)
         k = logits.shape[-1] - 1
         task = _steps.cross_entropy(logits[:ns], labels)
-        pairs = ctx.net.method(out["features"])
+        pairs = ctx.net.method(features)
         pos, neg = ova_loss(pairs[:ns], labels)
         ent = open_entropy(pairs[ns:])
         method = 0.5 * (pos + neg) + entropy_weight * ent

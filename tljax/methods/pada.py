@@ -87,11 +87,7 @@ def make(
         return PADANets(info.feature_dim, info.num_classes, hidden, batch_norm, rngs=rngs)
 
     def objective(ctx: _steps.StepContext, batch) -> _steps.Losses:
-        xs, xt = batch["source"]["image"], batch["target"]["image"]
-        labels = batch["source"]["label"]
-        ns = xs.shape[0]
-        logits, out = ctx.net.model(ctx.cast(jnp.concatenate([xs, xt], axis=0)))
-        f = out["features"].astype(jnp.float32)
+        logits, f, labels, ns = _steps.joint_forward(ctx, batch)
         nets = ctx.net.method
         avg = update_class_average(nets.class_avg.get_value(), logits[ns:], momentum)
         nets.class_avg.set_value(avg)

@@ -162,12 +162,7 @@ def make(
         return UANNets(info.feature_dim, hidden, batch_norm, rngs=rngs)
 
     def objective(ctx: _steps.StepContext, batch) -> _steps.Losses:
-        xs, xt = batch["source"]["image"], batch["target"]["image"]
-        labels = batch["source"]["label"]
-        ns = xs.shape[0]
-        logits, out = ctx.net.model(ctx.cast(jnp.concatenate([xs, xt], axis=0)))
-        logits = logits.astype(jnp.float32)
-        f = out["features"].astype(jnp.float32)
+        logits, f, labels, ns = _steps.joint_forward(ctx, batch)
         k = logits.shape[-1] - 1
         task = _steps.cross_entropy(logits[:ns], labels)
         nets = ctx.net.method
