@@ -37,7 +37,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from experiments import sweep
-from tljax import dg_protocol
+from tljax import dg_protocol, dg_tables
 
 FLAGS = flags.FLAGS
 DEFAULT_CONFIG = os.path.join(sweep.ROOT, "configs", "dg.py")
@@ -94,7 +94,7 @@ def main(argv):
     root = FLAGS.workdir
     if FLAGS.report_only:
         try:
-            written = dg_protocol.write_tables(root)
+            written = dg_tables.write_tables(root)
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -148,7 +148,7 @@ def main(argv):
         failed = sweep.run_parallel(todo, FLAGS.set, FLAGS.parallel)
     else:
         sweep.run_sequential(todo, FLAGS.set)
-    written = dg_protocol.write_tables(root)
+    written = dg_tables.write_tables(root)
     print(open(written["dg.md"]).read())
     if failed:
         print(

@@ -71,7 +71,7 @@ def write_report(
       FileNotFoundError: if ``workdir`` holds no ``results.json``.
       ValueError: for an unknown selection rule.
     """
-    from tljax import dg_protocol, hparam_selection, report
+    from tljax import dg_protocol, dg_tables, hparam_selection, report
     from tljax import plots as plots_lib
     from tljax import references as refs_lib
 
@@ -151,7 +151,7 @@ def write_report(
             md.append(f"| {task} | " + " | ".join(cells) + " |")
         md.append("")
     if os.path.exists(os.path.join(workdir, dg_protocol.MANIFEST)):  # experiments.dg
-        dg = dg_protocol.write_tables(workdir, out)
+        dg = dg_tables.write_tables(workdir, out)
         written.update(dg)
         md += ["## Domain generalization (DomainBed's protocol)", "", "See [dg.md](dg.md).", ""]
     if figures:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tljax import dg_protocol as P
+from tljax import dg_tables as T
 from tljax import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,14 +239,14 @@ def test_ties_follow_domainbed(tmp_path):
     assert (iid["hparams_seed"], iid["step"]) == (1, 0)  # later draw, earlier step
     assert iid["acc"] == pytest.approx(20.0)
     # No leave-one-domain-out runs: that rule's table has no row for the method.
-    assert P.rule_table(sel, "toy", ["a"], "loo").rows == []
-    assert P.rule_table(sel, "toy", ["a"], "train_domain_val").rows[0][0] == "erm"
+    assert T.rule_table(sel, "toy", ["a"], "loo").rows == []
+    assert T.rule_table(sel, "toy", ["a"], "train_domain_val").rows[0][0] == "erm"
 
 
 def test_tables_and_report_files(tmp_path):
     root = str(tmp_path)
     _fake_sweep(root)
-    written = P.write_tables(root)
+    written = T.write_tables(root)
     for rule in P.RULES:
         for ext in ("md", "csv", "tex"):
             assert os.path.exists(written[f"dg_toy_{rule}.{ext}"])
@@ -253,7 +254,7 @@ def test_tables_and_report_files(tmp_path):
     se = np.std([2.0, 12.0]) / math.sqrt(2)
     assert f"| erm | 7.0 ± {se:.1f} | 7.0 ± {se:.1f} | 7.0 ± {se:.1f} | 7.0 |" in md
     assert P.SE_NOTE in md and report.STD_NOTE not in md
-    summary = P.summary_table(
+    summary = T.summary_table(
         P.select(root, P.read_manifest(root)["runs"]), {"toy": ["a", "b", "c"]}, "loo"
     )
     # trial averages 3 and 13: mean 8, standard error std([3, 13]) / sqrt(2) = 5 / sqrt(2)
