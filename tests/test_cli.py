@@ -111,6 +111,20 @@ def test_unknown_method_lists_valid_ones(tmp_path):
     assert "Unknown method 'danny'" in out.stderr and "source_only" in out.stderr
 
 
+def test_nan_loss_before_any_checkpoint_says_there_is_none(tmp_path):
+    out = cli(
+        "--config=tests/configs/tiny.py:source_only,moons",
+        f"--workdir={tmp_path}",
+        "--config.optim.lr=1e30",
+        "--config.optim.schedule=constant",
+    )
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert re.search(r"NaN/Inf at step \d+; stopping\. No checkpoint was saved", out.stderr), (
+        out.stderr[-2000:]
+    )
+    assert "step None" not in out.stderr
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
     # The lr warms up linearly (lr(i) = 2i): training is fine at first, then diverges.
     out = cli(

@@ -521,9 +521,13 @@ def _run(config, parts, state, stream, logger, ckpt, shardings, workdir):
                 pending = []
                 bad = int(jax.device_get(state.nonfinite_step))
                 if bad >= 0:
+                    kept = (
+                        f"The last good checkpoint (step {last_ckpt}) is kept in {ckpt.directory}."
+                        if last_ckpt is not None
+                        else "No checkpoint was saved before it (nothing to resume from)."
+                    )
                     raise FloatingPointError(
-                        f"The loss became NaN/Inf at step {bad}; stopping. The last good "
-                        f"checkpoint (step {last_ckpt}) is kept in {ckpt.directory}."
+                        f"The loss became NaN/Inf at step {bad}; stopping. {kept}"
                     )
                 avg = {m: float(np.mean([np.mean(h[m]) for h in host])) for m in host[0]}
                 now = time.perf_counter()

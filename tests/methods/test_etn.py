@@ -47,9 +47,10 @@ def _sigmoid(z):
 def test_leaky_softmax_and_auxiliary_losses_match_numpy():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(9, 5)) * 2
-    log_p, log_d, log_not_d = etn.leaky_log_softmax(jnp.asarray(z, jnp.float32))
+    log_p, log_q, log_d, log_not_d = etn.leaky_log_softmax(jnp.asarray(z, jnp.float32))
     p, d = _leaky(z)
     np.testing.assert_allclose(np.exp(log_p), p, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(log_q), 1 - p, rtol=1e-5)
     np.testing.assert_allclose(np.exp(log_d), d, rtol=1e-5)
     np.testing.assert_allclose(np.exp(log_not_d), 1 - d, rtol=1e-5)
     # All logits 0: every class gets 1/(K + K) and the domain probability is 1/2.
@@ -64,10 +65,13 @@ def test_leaky_softmax_and_auxiliary_losses_match_numpy():
     np.testing.assert_allclose(domain, want[1], rtol=1e-5)
     np.testing.assert_allclose(w, want[2], rtol=1e-5)
     assert float(jnp.mean(w)) == pytest.approx(1.0, abs=1e-6)
-    # Extreme logits stay finite (PyTorch's BCE clamps log at −100).
+    # A confident G̃ (p̃_c rounds to 1 in float32) keeps finite losses *and gradients*
+    # (PyTorch's BCE clamps log at −100; log1p(−p) would give an infinite gradient).
     big = jnp.asarray([[80.0, -80.0], [-80.0, 80.0]])
-    outs = etn.auxiliary_losses(big, -big, jnp.asarray([1, 1]))
+    outs = etn.auxiliary_losses(big, -big, jnp.asarray([1, 0]))
     assert all(np.all(np.isfinite(np.asarray(o))) for o in outs)
+    grads = jax.grad(lambda a: sum(etn.auxiliary_losses(a, -a, jnp.asarray([1, 0]))[:2]))(big)
+    assert np.all(np.isfinite(np.asarray(grads)))
 
 
 def test_source_examples_the_auxiliary_calls_target_get_more_weight():

@@ -79,32 +79,32 @@ class ETNNets(nnx.Module):
         )
 
 
-def leaky_log_softmax(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(log p̃_c, log d̃, log(1 − d̃))`` of the leaky softmax with coefficient ``K``
-    (``K = z.shape[-1]``), computed as a softmax over ``[z, log K]``."""
+def leaky_log_softmax(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(log p̃_c, log(1 − p̃_c), log d̃, log(1 − d̃))`` of the leaky softmax with
+    coefficient ``K`` (``K = z.shape[-1]``), a softmax over ``[z, log K]``. Every term is a
+    difference of log-sum-exps of the logits, so none saturates: ``1 − p̃_c`` is the mass
+    on ``[z_{k≠c}, log K]`` (``log1p(−p̃_c)`` has an infinite gradient once ``p̃_c`` rounds
+    to 1, which a confident ``G̃`` reaches)."""
     z = z.astype(jnp.float32)
     k = z.shape[-1]
     full = jnp.concatenate([z, jnp.full(z.shape[:-1] + (1,), np.log(k), jnp.float32)], axis=-1)
     lse = jax.nn.logsumexp(full, axis=-1, keepdims=True)
     log_p = z - lse
+    others = 1.0 - jnp.eye(k, k + 1, dtype=jnp.float32)  # row c: every column but c
+    log_rest = jax.nn.logsumexp(full[..., None, :], axis=-1, b=others)
+    log_q = log_rest - lse
     log_d = jax.nn.logsumexp(z, axis=-1) - lse[..., 0]
     log_not_d = np.log(k) - lse[..., 0]
-    return log_p, log_d, log_not_d
-
-
-def _log1mexp(log_p: jax.Array) -> jax.Array:
-    """``log(1 − p)`` from ``log p`` (stable for ``p`` near 0 and near 1)."""
-    return jnp.where(log_p > -0.693, jnp.log(-jnp.expm1(log_p)), jnp.log1p(-jnp.exp(log_p)))
+    return log_p, log_q, log_d, log_not_d
 
 
 def auxiliary_losses(aux_source, aux_target, labels):
     """(auxiliary multi-label BCE, auxiliary domain BCE ``BCE_s(d̃,1) + BCE_t(d̃,0)``,
     the source transferability weights ``w``), on ``G̃``'s logits; ``w`` has no gradient."""
-    log_p, log_d_s, log_not_d_s = leaky_log_softmax(aux_source)
-    _, _, log_not_d_t = leaky_log_softmax(aux_target)
+    log_p, log_q, log_d_s, log_not_d_s = leaky_log_softmax(aux_source)
+    *_, log_not_d_t = leaky_log_softmax(aux_target)
     onehot = jax.nn.one_hot(labels, aux_source.shape[-1], dtype=jnp.float32)
-    log_q = jnp.maximum(_log1mexp(log_p), LOG_FLOOR)
-    log_p = jnp.maximum(log_p, LOG_FLOOR)
+    log_p, log_q = jnp.maximum(log_p, LOG_FLOOR), jnp.maximum(log_q, LOG_FLOOR)
     ce = -jnp.sum(onehot * log_p + (1.0 - onehot) * log_q) / aux_source.shape[0]
     domain = -jnp.mean(jnp.maximum(log_d_s, LOG_FLOOR)) - jnp.mean(
         jnp.maximum(log_not_d_t, LOG_FLOOR)
