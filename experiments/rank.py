@@ -128,8 +128,9 @@ def extract(
       tljax.checkpoint.CheckpointError: no readable checkpoint.
       ValueError: the target inputs do not fit the run's model.
     """
-    from tljax.loop import build, init_from
+    from tljax.loop import build
     from tljax.plots import config_from_json
+    from tljax.workdir import init_from
 
     config = config_from_json(os.path.join(workdir, "config.json"))
     config.model.init_from = ""  # the run's own weights replace everything below

@@ -14,6 +14,7 @@ from experiments import sweep
 from tljax import config as config_lib
 from tljax import loop, report
 from tljax.errors import ConfigError
+from tljax.workdir import check_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "tests/configs/tiny.py:dann,moons"
@@ -205,10 +206,10 @@ def test_resume_accepts_a_config_json_recorded_before_defaults_were_filled(tmp_p
     old["data.source_val_fraction"] = 0.0
     with open(tmp_path / "config.json", "w") as f:
         json.dump(old, f)
-    loop._check_resume_config(str(tmp_path), config_lib.resolve(c), write=False)
+    check_config(str(tmp_path), config_lib.resolve(c), write=False)
     c.method.hparams.grl_alpha = 2.0  # a real change is still refused
     with pytest.raises(ValueError, match="method.hparams"):
-        loop._check_resume_config(str(tmp_path), c, write=False)
+        check_config(str(tmp_path), c, write=False)
 
 
 def test_tables_say_the_std_is_ddof_1():

@@ -291,6 +291,29 @@ def test_truncate_rewrites_atomically(tmp_path, monkeypatch):
     assert [r["step"] for r in read_metrics(str(tmp_path))] == list(range(1, 12))
 
 
+def test_a_failed_config_record_keeps_the_old_one(tmp_path, monkeypatch):
+    """config.json is replaced atomically: a write that fails (disk full) before the new
+    file is in place leaves the old record whole, and the run can still be resumed."""
+    from tljax import config as config_lib
+
+    c = config_lib.resolve(config_lib.base_config())
+    workdir_lib.check_config(str(tmp_path), c)
+    before = (tmp_path / "config.json").read_text()
+    c.train.steps = c.train.steps + 100  # a resumable field: recorded again
+
+    def crash(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="No space left"):
+        workdir_lib.check_config(str(tmp_path), c)
+    monkeypatch.undo()
+    assert (tmp_path / "config.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]  # no temporary file left
+    workdir_lib.check_config(str(tmp_path), c)  # resumes, now records the new value
+    assert json.loads((tmp_path / "config.json").read_text())["train.steps"] == c.train.steps
+
+
 # In the child: the first write to a metrics.jsonl* file (the log or its temporary
 # replacement) writes half its data, then the process is SIGKILLed.
 KILL_MID_REWRITE = """

@@ -286,8 +286,9 @@ def load_context(workdir: str, task_name: str | None = None, split: str = "test"
       tljax.checkpoint.CheckpointError: no readable checkpoint.
       ValueError: the target inputs do not fit the model, or a class-count mismatch.
     """
-    from tljax.loop import build, init_from
+    from tljax.loop import build
     from tljax.plots import config_from_json
+    from tljax.workdir import init_from
 
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):

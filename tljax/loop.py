@@ -42,7 +42,7 @@ from tljax.train import (
     make_train_step,
     with_augmentation,
 )
-from tljax.workdir import WorkdirLock
+from tljax.workdir import WorkdirLock, check_config, init_from
 
 log = logging.getLogger("tljax")
 
@@ -238,90 +238,6 @@ def build(config):
     )
 
 
-def init_from(params, rest, workdir: str, include: str):
-    """Copies the parameters (and BatchNorm statistics) whose paths match ``include`` from
-    the last checkpoint of the run in ``workdir``.
-
-    Raises:
-      ValueError: if nothing matches, or a matching parameter's shape differs.
-    """
-    import re
-
-    from tljax.checkpoint import load_trained
-
-    src_params, src_rest = load_trained(workdir)
-    regex = re.compile(include)
-    copied = []
-
-    def copy(tree, src):
-        def one(path, leaf):
-            name = optim.path_str(path)
-            if not regex.search(name):
-                return leaf
-            if name not in src:
-                raise ValueError(
-                    f"{name} matches init_include={include!r} but is not in the "
-                    f"checkpoint of {workdir}."
-                )
-            if tuple(src[name].shape) != tuple(leaf.shape):
-                raise ValueError(
-                    f"{name}: shape {tuple(leaf.shape)} here but "
-                    f"{tuple(src[name].shape)} in {workdir}."
-                )
-            copied.append(name)
-            return jnp.asarray(src[name], leaf.dtype)
-
-        return jax.tree_util.tree_map_with_path(one, tree)
-
-    params, rest = copy(params, src_params), copy(rest, src_rest)
-    if not copied:
-        raise ValueError(
-            f"init_include={include!r} matches no parameter; paths look like "
-            f"{optim.param_paths(params)[:3]}."
-        )
-    log.info("Initialised %d arrays from %s", len(copied), workdir)
-    return params, rest
-
-
-def _check_resume_config(workdir: str, config, *, write: bool = True) -> None:
-    path = os.path.join(workdir, "config.json")
-    now = {
-        k: v for k, v in config_lib.flatten(config).items() if k not in config_lib.RESUMABLE_FIELDS
-    }
-    now = json.loads(json.dumps(now, default=str))
-    if os.path.exists(path):
-        with open(path) as f:
-            before = {k: v for k, v in json.load(f).items() if k not in config_lib.RESUMABLE_FIELDS}
-        # Runs recorded before hyperparameter defaults were filled in: the same defaults.
-        if isinstance(before.get("method.hparams"), dict):
-            filled = config_lib.hparams_with_defaults(
-                before.get("method.name", ""), before["method.hparams"]
-            )
-            before["method.hparams"] = json.loads(json.dumps(filled, default=str))
-        # A field added to the schema after the run started holds its default: not a change.
-        defaults = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
-        for k in set(now) - set(before):
-            if k in defaults and now[k] == defaults[k]:
-                before[k] = now[k]
-        diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
-        if diff:
-            hint = (
-                " (The command line holds out data.source_val_fraction=0.1 unless the config "
-                "sets it; --noholdout resumes a run trained on all of source train.)"
-                if "data.source_val_fraction" in diff
-                else ""
-            )
-            raise ValueError(
-                f"{workdir} holds a run with a different config (differs in {diff}: "
-                f"{[(before.get(k), now.get(k)) for k in diff]}). Use a new workdir, or "
-                f"the same config to resume.{hint}"
-            )
-    if not write:
-        return
-    with open(path, "w") as f:
-        json.dump(json.loads(json.dumps(config_lib.flatten(config), default=str)), f, indent=1)
-
-
 def _evaluate(parts, state, eval_fn, sharding, batch_size, *, selection=True):
     """Test accuracies of both domains and, for model selection, the unsupervised target
     scores (on the unlabeled target *train* split) and source-validation scores."""
@@ -419,7 +335,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     # Several processes: all check the config, only process 0 writes files (logs included).
     main = distributed.is_main_process()
-    _check_resume_config(workdir, config, write=main)
+    check_config(workdir, config, write=main)
     if main:
         log.info(
             "Effective config (%s):\n%s",

@@ -41,6 +41,7 @@ from tljax import loop, optim, report
 from tljax.checkpoint import Checkpointer
 from tljax.logs import MetricLogger, read_metrics
 from tljax.train import TrainState, make_train_step
+from tljax.workdir import check_config
 
 log = logging.getLogger("tljax")
 
@@ -228,7 +229,7 @@ def train_members(configs, workdir: str | None = None, *, chunk: int | None = No
     if dirs:
         for d, c in zip(dirs, configs):
             os.makedirs(d, exist_ok=True)
-            loop._check_resume_config(d, c)
+            check_config(d, c)
             with open(os.path.join(d, "freeze_rules.txt"), "w") as f:
                 f.write(optim.format_rule_report(parts["report"]) + "\n")
         loggers = [MetricLogger(d, tensorboard=t.tensorboard) for d in dirs]

@@ -1,4 +1,6 @@
-"""The run directory: one run at a time (a lock), and files replaced atomically.
+"""The run directory: one run at a time (a lock), files replaced atomically, the config
+a run records (:func:`check_config`), and a new run's start from another's weights
+(:func:`init_from`).
 
 A run holds ``<workdir>/run.lock`` while it lives: an ``fcntl.flock`` on an open file
 descriptor, so the kernel releases it when the process ends in any way (``kill -9``
@@ -229,3 +231,104 @@ class WorkdirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def check_config(workdir: str, config, *, write: bool = True) -> None:
+    """Refuses to resume a run in ``workdir`` with a different config, then records
+    ``config`` in ``<workdir>/config.json`` (atomically: a run killed while writing leaves
+    the old file or the new one, never half of one).
+
+    Fields a resume may change (``config_lib.RESUMABLE_FIELDS``) are not compared; a run
+    recorded before a hyperparameter's default was filled in, or before a config field
+    existed, compares as if it had recorded the default.
+
+    Raises:
+      ValueError: naming the fields that differ, the old and the new values.
+    """
+    from tljax import config as config_lib
+
+    path = os.path.join(workdir, "config.json")
+    now = {
+        k: v for k, v in config_lib.flatten(config).items() if k not in config_lib.RESUMABLE_FIELDS
+    }
+    now = json.loads(json.dumps(now, default=str))
+    if os.path.exists(path):
+        with open(path) as f:
+            before = {k: v for k, v in json.load(f).items() if k not in config_lib.RESUMABLE_FIELDS}
+        # Runs recorded before hyperparameter defaults were filled in: the same defaults.
+        if isinstance(before.get("method.hparams"), dict):
+            filled = config_lib.hparams_with_defaults(
+                before.get("method.name", ""), before["method.hparams"]
+            )
+            before["method.hparams"] = json.loads(json.dumps(filled, default=str))
+        # A field added to the schema after the run started holds its default: not a change.
+        defaults = json.loads(json.dumps(config_lib.flatten(config_lib.base_config()), default=str))
+        for k in set(now) - set(before):
+            if k in defaults and now[k] == defaults[k]:
+                before[k] = now[k]
+        diff = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+        if diff:
+            hint = (
+                " (The command line holds out data.source_val_fraction=0.1 unless the config "
+                "sets it; --noholdout resumes a run trained on all of source train.)"
+                if "data.source_val_fraction" in diff
+                else ""
+            )
+            raise ValueError(
+                f"{workdir} holds a run with a different config (differs in {diff}: "
+                f"{[(before.get(k), now.get(k)) for k in diff]}). Use a new workdir, or "
+                f"the same config to resume.{hint}"
+            )
+    if not write:
+        return
+    record = json.loads(json.dumps(config_lib.flatten(config), default=str))
+    atomic_write(path, json.dumps(record, indent=1))
+
+
+def init_from(params, rest, workdir: str, include: str):
+    """Copies the parameters (and BatchNorm statistics) whose paths match ``include`` from
+    the last checkpoint of the run in ``workdir``.
+
+    Raises:
+      ValueError: if nothing matches, or a matching parameter's shape differs.
+    """
+    import re
+
+    import jax
+    import jax.numpy as jnp
+
+    from tljax import optim
+    from tljax.checkpoint import load_trained
+
+    src_params, src_rest = load_trained(workdir)
+    regex = re.compile(include)
+    copied = []
+
+    def copy(tree, src):
+        def one(path, leaf):
+            name = optim.path_str(path)
+            if not regex.search(name):
+                return leaf
+            if name not in src:
+                raise ValueError(
+                    f"{name} matches init_include={include!r} but is not in the "
+                    f"checkpoint of {workdir}."
+                )
+            if tuple(src[name].shape) != tuple(leaf.shape):
+                raise ValueError(
+                    f"{name}: shape {tuple(leaf.shape)} here but "
+                    f"{tuple(src[name].shape)} in {workdir}."
+                )
+            copied.append(name)
+            return jnp.asarray(src[name], leaf.dtype)
+
+        return jax.tree_util.tree_map_with_path(one, tree)
+
+    params, rest = copy(params, src_params), copy(rest, src_rest)
+    if not copied:
+        raise ValueError(
+            f"init_include={include!r} matches no parameter; paths look like "
+            f"{optim.param_paths(params)[:3]}."
+        )
+    log.info("Initialised %d arrays from %s", len(copied), workdir)
+    return params, rest
