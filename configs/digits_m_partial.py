@@ -23,6 +23,11 @@ def get_config(arg: str = "pada"):
     c.method.name = method
     if method in ("dann", "pada", "iwan", "etn"):
         c.method.hparams.grl_max_iters = float(int(steps or STEPS))
+    if method == "etn":
+        # ETN sums the two adversarial sides (mean weight 1); λ = 0.5 is DANN's ½(BCE_s +
+        # BCE_t) scale, as UAN's digits config. With λ = 1 seed 2 diverged (features blew
+        # up by step 300, every weight 0; docs/label_sets.md).
+        c.method.weight = 0.5
     c.data.task = "partial/digits->digits_m"
     c.train.steps = int(steps or STEPS)
     c.train.eval_every = c.train.steps

@@ -72,6 +72,12 @@ def test_leaky_softmax_and_auxiliary_losses_match_numpy():
     assert all(np.all(np.isfinite(np.asarray(o))) for o in outs)
     grads = jax.grad(lambda a: sum(etn.auxiliary_losses(a, -a, jnp.asarray([1, 0]))[:2]))(big)
     assert np.all(np.isfinite(np.asarray(grads)))
+    # Every 1 − d̃ underflows (source logits far above log K): the weights keep mean 1 and
+    # their order instead of all becoming 0 (the classifier's loss would vanish).
+    huge = jnp.asarray([[200.0, 0.0], [150.0, 0.0], [120.0, 0.0]])
+    _, _, w = etn.auxiliary_losses(huge, huge, jnp.asarray([0, 0, 0]))
+    assert float(jnp.mean(w)) == pytest.approx(1.0, abs=1e-6)
+    assert float(w[2]) > float(w[1]) > float(w[0]) >= 0.0
 
 
 def test_source_examples_the_auxiliary_calls_target_get_more_weight():

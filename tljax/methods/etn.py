@@ -18,7 +18,7 @@ source labels as ``K`` binary decisions and the domains:
    \;+\; μ\big(\mathrm{BCE}_s(\tilde d, 1) + \mathrm{BCE}_t(\tilde d, 0)\big)
 
 Each source example's transferability is ``w_i = (1 − d̃(x_i)) / mean_k(1 − d̃(x_k))``
-(no gradient). The model trains on
+(no gradient; normalised in log space, so weights never all underflow to 0). The model trains on
 
 .. math::
    \tfrac1{n_s}\sum_i w_i\,\ell(C(f_i), y_i) + γ\,\bar H\big(C(f^t)\big)
@@ -40,7 +40,9 @@ closed-set toy of ``tests/methods/test_domain_gap.py`` μ = 10 lets ``G̃`` sepa
 domains within a few steps, the weights collapse onto a few source examples and the
 proxy A-distance ends above source only's, 1.17 against 1.14, where μ = 1 gives 0.73 and
 DANN 0.98); one optimizer (the references give the new layers a 10× learning rate);
-DANN's discriminators (BatchNorm by default); ``λ`` (``method.weight``) also scales
+DANN's discriminators (BatchNorm by default); the references' ``+1e-10`` in the weights'
+denominator is dropped (with saturated logits it made every weight 0: the classifier's
+loss vanished and a digits run never recovered); ``λ`` (``method.weight``) also scales
 ``G̃``'s loss (which only trains ``G̃``); the paper's progressive schedule of ``γ`` is not
 used.
 
@@ -109,8 +111,10 @@ def auxiliary_losses(aux_source, aux_target, labels):
     domain = -jnp.mean(jnp.maximum(log_d_s, LOG_FLOOR)) - jnp.mean(
         jnp.maximum(log_not_d_t, LOG_FLOOR)
     )
-    not_d = jax.lax.stop_gradient(jnp.exp(log_not_d_s))
-    w = not_d / (jnp.mean(not_d) + 1e-10)
+    # w = (1 − d̃) / mean(1 − d̃), normalised in log space: the same numbers, but a batch
+    # whose 1 − d̃ all underflow (saturated logits) still gets weights of mean 1, not 0.
+    log_not_d_s = jax.lax.stop_gradient(log_not_d_s)
+    w = log_not_d_s.shape[0] * jax.nn.softmax(log_not_d_s)
     return ce, domain, w
 
 
