@@ -9,6 +9,12 @@ predictions, or the method's own rule, e.g. UAN's unknown threshold)::
 Each run appends one line to ``<out>/results.jsonl``; at the end the mean ± std (sample,
 ddof=1) over seeds of every metric is printed per setting and method, in percent.
 
+On the partial task the importance-weighting methods (``iwan``, ``etn``) also get
+``weight_target_classes`` / ``weight_other_classes``: the mean transferability weight the
+trained run gives the source *test* images of the classes the target has and of the
+others (normalised to mean 1 over the split): a partial method's weights should favour
+the first.
+
 ``--threshold=τ`` adds, for the closed-set methods (``source_only``, ``dann``) on the
 open-set and universal tasks, a row ``<method>+conf<τ>``: the same trained run with a
 sample predicted unknown when its top softmax probability over the known classes is
@@ -44,6 +50,8 @@ def summary(records: list[dict]) -> str:
         keys = ["accuracy", *SETTING_METRICS[setting]]
         if setting != "partial":
             keys.append("unknown_rate")
+        else:
+            keys += ["weight_target_classes", "weight_other_classes"]
         out += [f"{setting}:", "| method | " + " | ".join(keys) + " | seeds |"]
         out.append("|" + "---|" * (len(keys) + 2))
         rs = [r for r in records if r["setting"] == setting]
@@ -51,8 +59,14 @@ def summary(records: list[dict]) -> str:
             mine = [r for r in rs if r["method"] == method]
             cells = []
             for k in keys:
-                v = 100 * np.array([r[k] for r in mine], float)
-                cells.append(f"{v.mean():.1f} ± {v.std(ddof=1) if v.size > 1 else 0:.1f}")
+                if not all(k in r for r in mine):
+                    cells.append("–")
+                    continue
+                scale = 1 if k.startswith("weight_") else 100
+                v = scale * np.array([r[k] for r in mine], float)
+                d = 2 if k.startswith("weight_") else 1
+                sd = v.std(ddof=1) if v.size > 1 else 0.0
+                cells.append(f"{v.mean():.{d}f} ± {sd:.{d}f}")
             seeds = ",".join(str(r["seed"]) for r in mine)
             out.append(f"| {method} | " + " | ".join(cells) + f" | {seeds} |")
         out.append("")
@@ -72,6 +86,34 @@ def thresholded(workdir: str, rec: dict, threshold: float) -> dict:
     out["accuracy"] = float(np.mean(pred == task.target.test.y))
     out.update({k[len(PREFIX) :]: v for k, v in m.items()})
     return out
+
+
+def source_weights_by_class(workdir: str, method: str) -> dict:
+    """Mean transferability weight of the trained run's source test images of the
+    target's classes and of the others (weights normalised to mean 1 over the split)."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    parts, state = restore_run(workdir)
+    task = parts["task"]
+    net = nnx.merge(parts["graphs"].eval_graph, state.params, state.rest)
+    x, y = task.source.test.x, task.source.test.y
+    f = jnp.concatenate(
+        [net.model(jnp.asarray(x[i : i + 256]))[1]["features"] for i in range(0, len(x), 256)]
+    ).astype(jnp.float32)
+    if method == "etn":
+        from tljax.methods.etn import leaky_log_softmax
+
+        log_not_d = np.asarray(leaky_log_softmax(net.method.auxiliary(f))[-1], np.float64)
+        w = np.exp(log_not_d - log_not_d.max())
+    else:  # iwan: 1 − σ(D(f))
+        w = 1.0 - np.asarray(jax.nn.sigmoid(net.method.weight_discriminator(f)), np.float64)
+    w = w / w.mean()
+    inside = np.isin(y, np.unique(task.target.test.y))
+    return {
+        "weight_target_classes": float(w[inside].mean()),
+        "weight_other_classes": float(w[~inside].mean()),
+    }
 
 
 def main():
@@ -99,6 +141,8 @@ def main():
                 rec.update({k[len(PREFIX) :]: v for k, v in res.items() if k.startswith(PREFIX)})
                 rec.pop("acc", None)
                 rec["wall_time_s"] = res["wall_time_s"]
+                if setting == "partial" and method in ("iwan", "etn"):
+                    rec.update(source_weights_by_class(wd, method))
                 recs = [rec]
                 if a.threshold and setting != "partial" and method in ("source_only", "dann"):
                     recs.append(thresholded(wd, rec, a.threshold))
