@@ -9,9 +9,9 @@ file where ``checkpoints/`` should be, or a read-only directory, fails at the fi
 :meth:`Checkpointer.save`; a write that fails in the background (a full disk) is raised by
 the next ``save``, ``wait`` or ``close`` as :class:`CheckpointWriteError`, and ``close``
 stops Orbax's threads even then. The writes still in flight are cancelled before Orbax
-closes their event loop (:func:`_run_sync_settled`), and a TensorStore write that completes
-after its loop closed is not reported as a stray ``Event loop is closed`` traceback
-(:func:`_drop_closed_loop_callbacks`), so that error is the only message.
+closes their event loop, and a TensorStore write that completes after its loop closed is
+not reported as a stray ``Event loop is closed`` traceback, so that error is the only
+message (:mod:`tljax.orbax_async`).
 
 Integrity: before Orbax publishes a step (renames its temporary directory), the SHA-256
 and size of every file of the step's items are written to ``<step>/tljax_manifest.json``
@@ -27,7 +27,6 @@ you trust such a checkpoint, :func:`seal` writes its manifest.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -40,6 +39,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from tljax.orbax_async import quiet_orbax_errors
 from tljax.workdir import atomic_write
 
 log = logging.getLogger("tljax")
@@ -135,126 +135,6 @@ def seal(workdir: str) -> list[int]:
     return sorted(sealed)
 
 
-class _DropOrbaxErrors(logging.Filter):
-    """Drops Orbax's own error logs (tracebacks from its threads): every such error is
-    raised to the caller as one :class:`CheckpointError` line, its cause chained."""
-
-    _orbax = os.path.dirname(ocp.__file__)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and record.pathname.startswith(self._orbax))
-
-
-def _quiet_orbax_errors() -> None:
-    absl_logger = logging.getLogger("absl")  # Orbax logs through absl.logging
-    if not any(isinstance(f, _DropOrbaxErrors) for f in absl_logger.filters):
-        absl_logger.addFilter(_DropOrbaxErrors())
-    _settle_orbax_loops()
-    _drop_closed_loop_callbacks()
-
-
-def _is_closed_loop_callback(unraisable) -> bool:
-    """True for the one unraisable error :func:`_drop_closed_loop_callbacks` drops: a
-    ``RuntimeError('Event loop is closed')`` raised by ``loop.call_soon_threadsafe``
-    called from outside Python (a TensorStore thread finishing a future)."""
-    if (
-        unraisable.exc_type is not RuntimeError
-        or str(unraisable.exc_value) != "Event loop is closed"
-    ):
-        return False
-    tb = unraisable.exc_traceback
-    if tb is None:
-        return False
-    # The outermost Python frame is call_soon_threadsafe itself: its caller is native code.
-    return tb.tb_frame.f_code.co_name == "call_soon_threadsafe"
-
-
-def _drop_closed_loop_callbacks() -> None:
-    """Installs (once) a ``sys.unraisablehook`` that drops only
-    :func:`_is_closed_loop_callback` errors (logged at debug level) and passes every
-    other unraisable error to the hook that was installed before.
-
-    Why: cancelling the writes still in flight (:func:`_run_sync_settled`) cancels their
-    asyncio side at once, but a TensorStore write already running in its own thread may
-    still finish after Orbax closed the loop; its completion callback then calls
-    ``call_soon_threadsafe`` on the closed loop and TensorStore reports the error as
-    unraisable. Nobody awaits that result any more (the run already failed with the
-    first write's error), so the traceback is noise -- on a busy machine it came
-    before the one-line error. Found by a race, so the settle alone could not be enough.
-    """
-    previous = sys.unraisablehook
-    if getattr(previous, "_tljax_closed_loop_filter", False):
-        return
-
-    def hook(unraisable):
-        if _is_closed_loop_callback(unraisable):
-            log.debug(
-                "A write finished after its event loop closed (dropped): %r", unraisable.exc_value
-            )
-            return
-        previous(unraisable)
-
-    hook._tljax_closed_loop_filter = True
-    sys.unraisablehook = hook
-
-
-_SETTLE_S = 10.0  # seconds cancelled Orbax tasks may take to finish before the loop closes
-
-
-def _run_sync_settled(coro):
-    """Orbax's ``asyncio_utils._run_sync_via_new_loop`` (run ``coro`` on a new event loop,
-    then close it), but cancels the loop's unfinished tasks and lets them finish before
-    closing it, as ``asyncio.run`` does.
-
-    Why: Orbax runs each background save part on such a loop (e.g. the array writes, in
-    its thread ``array_type_handler``). When one write fails (a full disk), its
-    ``asyncio.gather`` raises at once and Orbax closed the loop while the other writes
-    still awaited TensorStore futures. Each of those, when done, called
-    ``loop.call_soon_threadsafe`` on the closed loop from a TensorStore thread, and
-    TensorStore printed the ``RuntimeError: Event loop is closed`` as an unraisable
-    exception: a dozen tracebacks before our one-line error. Cancelling an awaited
-    TensorStore future runs its callbacks at once, on the open loop, so none is left.
-
-    The tasks are tracked by a task factory, not ``asyncio.all_tasks``: Orbax avoids
-    that global, thread-unsafe set on purpose.
-    """
-    loop = asyncio.new_event_loop()
-    unfinished: set[asyncio.Task] = set()
-
-    def track(loop, coro, **kwargs):
-        task = asyncio.Task(coro, loop=loop, **kwargs)
-        unfinished.add(task)
-        task.add_done_callback(unfinished.discard)
-        return task
-
-    loop.set_task_factory(track)
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(coro)
-    finally:
-        try:
-            pending = [t for t in unfinished if not t.done()]
-            if pending:
-                for t in pending:
-                    t.cancel()
-                # Bounded: a task that ignores its cancellation must not hang the run.
-                loop.run_until_complete(asyncio.wait(pending, timeout=_SETTLE_S))
-                for t in pending:  # after the error raised: its consequences, as a rule
-                    if t.done() and not t.cancelled() and t.exception() is not None:
-                        log.debug("Orbax task failed after another one: %r", t.exception())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
-def _settle_orbax_loops() -> None:
-    from orbax.checkpoint._src import asyncio_utils
-
-    # Only where Orbax has this helper (older versions used asyncio.run, which settles).
-    if getattr(asyncio_utils, "_run_sync_via_new_loop", None) not in (None, _run_sync_settled):
-        asyncio_utils._run_sync_via_new_loop = _run_sync_settled
-
-
 class Checkpointer:
     """Saves and restores ``{"state": pytree, "meta": json}`` under ``<workdir>/checkpoints``.
 
@@ -274,7 +154,7 @@ class Checkpointer:
         self.restored_step: int | None = None
         self._saving: int | None = None
         self._closed = self._reported = False
-        _quiet_orbax_errors()
+        quiet_orbax_errors()
         try:
             os.makedirs(self.directory, exist_ok=True)
             if writable:  # fail now, not at the first save an hour later
