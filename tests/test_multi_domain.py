@@ -201,17 +201,17 @@ def test_m3sda_step_matches_numpy_and_logs_the_feature_spread(highest_precision)
     assert want > 0 and float(m["m3sda/feature_std"]) > 0
 
 
-@pytest.mark.parametrize("method", ["dg_mmd", "dg_dann", "cdann", "mixup"])
+@pytest.mark.parametrize("method", ["dg_mmd", "dg_dann", "cdann", "mixup", "m3sda", "ms_dann"])
 def test_dg_method_term_reaches_the_features(method):
     """One step with the method's weight 1 and 0 moves the backbone differently: the
     alignment/adversarial term's gradient reaches the features (Mixup: its objective
-    differs from ERM's)."""
+    differs from ERM's). M³SDA and multi-source DANN on an msda task."""
 
     def backbone_after(weight, name):
-        c = _config(name)
+        c = _config(name, "msda" if name in ("m3sda", "ms_dann") else "dg")
         c.method.weight = weight
         c.optim.optimizer = "sgd"  # Adam's first update is lr·sign(g): it could hide a change
-        if name in ("dg_dann", "cdann"):  # the warm start is 0 at step 0
+        if name in ("dg_dann", "cdann", "ms_dann"):  # the warm start is 0 at step 0
             c.method.hparams = dict(grl_schedule="constant")
         parts = loop.build(c)
         batch = next(loop.make_stream(c, parts, seed=c.seed))

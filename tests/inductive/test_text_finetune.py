@@ -189,17 +189,17 @@ def test_runs_from_before_new_config_fields_still_resume(tmp_path):
     import json
 
     from tests.configs import tiny
-    from tljax.loop import _check_resume_config
+    from tljax.workdir import check_config
 
     c = tiny.get_config("source_only,moons")
-    _check_resume_config(str(tmp_path), c)
+    check_config(str(tmp_path), c)
     path = tmp_path / "config.json"
     saved = json.loads(path.read_text())
     for key in ("data.task_kwargs", "model.pretrained"):
         del saved[key]
     path.write_text(json.dumps(saved))
-    _check_resume_config(str(tmp_path), c)  # the new fields hold their defaults: accepted
+    check_config(str(tmp_path), c)  # the new fields hold their defaults: accepted
     path.write_text(json.dumps({k: v for k, v in saved.items() if k != "model.pretrained"}))
     c.model.pretrained = "/some/weights.pth"
     with pytest.raises(ValueError, match=r"differs in \['model.pretrained'\]"):
-        _check_resume_config(str(tmp_path), c)
+        check_config(str(tmp_path), c)
