@@ -45,6 +45,7 @@ def _sigmoid(z):
 
 
 def test_leaky_softmax_and_auxiliary_losses_match_numpy():
+    aux_losses = jax.jit(etn.auxiliary_losses)  # one compile, not one per operation
     rng = np.random.default_rng(0)
     z = rng.normal(size=(9, 5)) * 2
     log_p, log_q, log_d, log_not_d = etn.leaky_log_softmax(jnp.asarray(z, jnp.float32))
@@ -57,7 +58,7 @@ def test_leaky_softmax_and_auxiliary_losses_match_numpy():
     p0, d0 = _leaky(np.zeros((1, 4)))
     assert p0[0, 0] == pytest.approx(1 / 8) and d0[0] == pytest.approx(0.5)
     y = rng.integers(0, 5, 6)
-    ce, domain, w = etn.auxiliary_losses(
+    ce, domain, w = aux_losses(
         jnp.asarray(z[:6], jnp.float32), jnp.asarray(z[6:], jnp.float32), jnp.asarray(y)
     )
     want = _auxiliary(z[:6], z[6:], y)
@@ -68,14 +69,14 @@ def test_leaky_softmax_and_auxiliary_losses_match_numpy():
     # A confident G̃ (p̃_c rounds to 1 in float32) keeps finite losses *and gradients*
     # (PyTorch's BCE clamps log at −100; log1p(−p) would give an infinite gradient).
     big = jnp.asarray([[80.0, -80.0], [-80.0, 80.0]])
-    outs = etn.auxiliary_losses(big, -big, jnp.asarray([1, 0]))
+    outs = aux_losses(big, -big, jnp.asarray([1, 0]))
     assert all(np.all(np.isfinite(np.asarray(o))) for o in outs)
     grads = jax.grad(lambda a: sum(etn.auxiliary_losses(a, -a, jnp.asarray([1, 0]))[:2]))(big)
     assert np.all(np.isfinite(np.asarray(grads)))
     # Every 1 − d̃ underflows (source logits far above log K): the weights keep mean 1 and
     # their order instead of all becoming 0 (the classifier's loss would vanish).
     huge = jnp.asarray([[200.0, 0.0], [150.0, 0.0], [120.0, 0.0]])
-    _, _, w = etn.auxiliary_losses(huge, huge, jnp.asarray([0, 0, 0]))
+    _, _, w = aux_losses(huge, huge, jnp.asarray([0, 0, 0]))
     assert float(jnp.mean(w)) == pytest.approx(1.0, abs=1e-6)
     assert float(w[2]) > float(w[1]) > float(w[0]) >= 0.0
 
