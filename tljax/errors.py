@@ -44,3 +44,16 @@ def as_float(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def check_weight(method: str, name: str, value) -> float:
+    """``value`` as a float if it is a finite weight ``>= 0``.
+
+    Raises:
+      ValueError: ``"<method>: <name> must be a finite weight >= 0, got <value>."``, also
+        for a value that is not a number.
+    """
+    x = as_float(value)
+    if not 0.0 <= x < float("inf"):
+        raise ValueError(f"{method}: {name} must be a finite weight >= 0, got {x!r}.")
+    return x

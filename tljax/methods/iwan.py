@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from tljax.errors import as_float
+from tljax.errors import check_weight
 from tljax.losses.adversarial import domain_adversarial_loss
 from tljax.losses.entropy import entropy_per_sample
 from tljax.losses.grl import gradient_reversal, warm_start_coefficient
@@ -100,11 +100,7 @@ def make(
     Raises:
       ValueError: for a negative or non-finite ``entropy_weight``.
     """
-    entropy_weight = as_float(entropy_weight)
-    if not 0.0 <= entropy_weight < float("inf"):
-        raise ValueError(
-            f"iwan: entropy_weight must be a finite weight >= 0, got {entropy_weight!r}."
-        )
+    entropy_weight = check_weight("iwan", "entropy_weight", entropy_weight)
 
     def init(rngs, info: ModelInfo):
         return IWANNets(info.feature_dim, hidden, batch_norm, rngs=rngs)

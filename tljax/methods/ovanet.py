@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tljax.errors import as_float
+from tljax.errors import as_float, check_weight
 from tljax.methods import _steps
 from tljax.methods.base import Method, ModelInfo, records_hparams
 
@@ -100,11 +100,8 @@ def make(*, entropy_weight: float = 0.1, threshold: float = 0.5) -> Method:
         (official: 0.1).
       threshold: test time: unknown where ``1 − p_ŷ > threshold`` (official: 0.5).
     """
-    entropy_weight, threshold = as_float(entropy_weight), as_float(threshold)
-    if not 0.0 <= entropy_weight < float("inf"):
-        raise ValueError(
-            f"ovanet: entropy_weight must be a finite weight >= 0, got {entropy_weight!r}."
-        )
+    entropy_weight = check_weight("ovanet", "entropy_weight", entropy_weight)
+    threshold = as_float(threshold)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"ovanet: threshold must be in (0, 1), got {threshold!r}.")
 
