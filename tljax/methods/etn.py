@@ -40,7 +40,8 @@ closed-set toy of ``tests/methods/test_domain_gap.py`` μ = 10 lets ``G̃`` sepa
 domains within a few steps, the weights collapse onto a few source examples and the
 proxy A-distance ends above source only's, 1.17 against 1.14, where μ = 1 gives 0.73 and
 DANN 0.98: ``gap(*train_on_toy("etn", hparams=dict(ADV, aux_domain_weight=10.0))[:2])``
-with the helpers of ``tests/methods/test_domain_gap.py``, seed 0, on a CPU); one optimizer (the references give the new layers a 10× learning rate);
+with the helpers of ``tests/methods/test_domain_gap.py``, seed 0, on a CPU); one optimizer
+(the references give the new layers a 10× learning rate);
 DANN's discriminators (BatchNorm by default); the references' ``+1e-10`` in the weights'
 denominator is dropped (with saturated logits it made every weight 0: the classifier's
 loss vanished and a digits run never recovered); ``λ`` (``method.weight``) also scales
