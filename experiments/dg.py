@@ -100,7 +100,6 @@ def main(argv):
             sys.exit(2)
         print(open(written["dg.md"]).read())
         return
-    from tljax import config as config_lib
 
     runs, domains = [], {}
     try:
@@ -128,7 +127,7 @@ def main(argv):
         runs.sort(key=lambda r: (r.hparams_seed, r.trial, r.val is not None))
         todo = specs(runs, root, FLAGS.config)
         for spec in todo:  # every config checked before anything trains
-            config_lib.validate(sweep.make_config(spec, FLAGS.set))
+            sweep.check_run(spec, FLAGS.set)
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -47,6 +47,7 @@ import dataclasses
 import difflib
 import importlib.util
 import itertools
+import json
 import logging
 import os
 import re
@@ -283,6 +284,38 @@ def make_config(spec: RunSpec, overrides: list[str]):
     return config
 
 
+def check_run(spec: RunSpec, overrides: list[str]) -> None:
+    """Validates the run's config and refuses a directory that already holds another one.
+
+    Run directories are named by config, grid values and seed, not by ``--set``: without
+    this check a finished run of another config (another ``--set``, or fewer
+    ``train.steps``) would be skipped as done and reported as the run asked for.
+
+    Raises:
+      ValueError: a bad config, or a recorded run whose config differs (naming the fields,
+        the old and the new values).
+    """
+    from tljax import config as config_lib
+    from tljax.workdir import check_config
+
+    config = make_config(spec, overrides)
+    config_lib.validate(config)
+    recorded = os.path.join(spec.workdir, "config.json")
+    if not os.path.exists(recorded):
+        return
+    config_lib.resolve(config)  # as the run records it
+    check_config(spec.workdir, config, write=False)
+    if spec.done():
+        with open(recorded) as f:
+            steps = json.load(f).get("train.steps")
+        if steps != config.train.steps:
+            raise ValueError(
+                f"{spec.workdir} holds a finished run of train.steps={steps}, not the "
+                f"{config.train.steps} asked for: the sweep would report it as done. Use a new "
+                "workdir, or continue that run with python -m experiments.run."
+            )
+
+
 def command(spec: RunSpec, overrides: list[str]) -> list[str]:
     """``python -m experiments.run`` arguments equivalent to :func:`make_config`."""
     file, sep, arg = spec.config.partition(":")
@@ -434,13 +467,12 @@ def main(argv):
         raise app.UsageError("--vmap and --parallel do not combine; choose one.")
     if FLAGS.launcher == "submitit" and (FLAGS.vmap or FLAGS.parallel):
         raise app.UsageError("--launcher=submitit runs one job per run; drop --vmap/--parallel.")
-    from tljax import config as config_lib
 
     overrides = list(FLAGS.set) + ([] if FLAGS.holdout else ["data.source_val_fraction=0.0"])
     try:
         runs = plan(configs, FLAGS.seeds, FLAGS.grid, FLAGS.workdir)
         for spec in runs:  # fail on a bad override or value before training anything
-            config_lib.validate(make_config(spec, overrides))
+            check_run(spec, overrides)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

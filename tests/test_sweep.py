@@ -88,6 +88,18 @@ def test_two_by_two_sweep_then_rerun_skips_and_parallel_adds_runs(tmp_path):
     out = _cli(*args[:2], *args[3:], "--seeds=0,1", "--grid=method.weight=0.1,1.0")
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr.count("done, skipped") == 4 and "target test acc" not in out.stderr
+    # A finished run of another config in the same directory is an error, not "done": the
+    # directory names hold the grid, not --set (here a changed learning rate).
+    done = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("results.json")}
+    out = _cli(*args[:2], *args[3:], "--set=optim.lr=0.5", "--seeds=0", "--grid=method.weight=0.1")
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "holds a run with a different config" in out.stderr and "optim.lr" in out.stderr
+    assert "done, skipped" not in out.stderr and "target test acc" not in out.stderr
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("results.json")} == done
+    # ... and so is one that finished at fewer steps than asked for.
+    with pytest.raises(ValueError, match="finished run of train.steps=10, not the 20"):
+        sweep.check_run(runs[0], [*SHORT, "train.steps=20"])
+    sweep.check_run(runs[0], SHORT)  # the same config: fine
 
 
 def test_core_slots_split_the_allowed_cores_disjointly():
