@@ -262,8 +262,14 @@ def test_tables_and_report_files(tmp_path):
     text = open(written["dg.md"]).read()
     assert "Leave-one-domain-out cross-validation" in text
     assert "erm: 2 draw(s) × 2 trial(s); leave-one-domain-out runs for erm" in text
+    assert "; 36 of 36 planned runs finished." in text and "Incomplete" not in text
     csv = open(written["dg_toy_test_domain_val.csv"]).read().splitlines()
     assert csv[0].startswith("method,a mean,a std")
+    # A sweep still running (or cut short) says so above its tables.
+    os.remove(os.path.join(root, P.read_manifest(root)["runs"][-1].path, "results.json"))
+    text = open(T.write_tables(root)["dg.md"]).read()
+    assert "; 35 of 36 planned runs finished." in text
+    assert "**Incomplete**: 1 planned run(s) of toy have no results yet" in text
 
 
 def test_manifest_merges_and_rejects_garbage(tmp_path):

@@ -140,11 +140,19 @@ def write_tables(root: str, out: str | None = None) -> dict[str, str]:
             f"{m}: {len({h for h, _ in c})} draw(s) × {len({t for _, t in c})} trial(s)"
             for m, c in per.items()
         )
+        finished = sum(os.path.exists(os.path.join(root, r.path, "results.json")) for r in mine)
         md += [
             f"**{ds}**: held-out domains {', '.join(names)}; {counts}; leave-one-domain-out "
-            f"runs for {', '.join(loo) if loo else 'no method'}.",
+            f"runs for {', '.join(loo) if loo else 'no method'}; "
+            f"{finished} of {len(mine)} planned runs finished.",
             "",
         ]
+        if finished < len(mine):
+            md += [
+                f"**Incomplete**: {len(mine) - finished} planned run(s) of {ds} have no "
+                "results yet; the tables below select among the finished runs only.",
+                "",
+            ]
         extra = " ".join((info.get("overrides") or {}).get(ds, []))
         if info.get("config"):
             md += [f"Config `{info['config']}`" + (f", `{extra}`" if extra else "") + ".", ""]
