@@ -79,6 +79,41 @@ def test_dg_task_holds_out_the_test_domain_and_swaps_its_splits():
     np.testing.assert_array_equal(msda.target.train.x, raw.domains[0].train.x)
 
 
+def test_loo_validation_run_evaluates_its_val_domain_and_never_the_test_domain():
+    """A run holding out test d1 and val d0 scores d0 (``val_domain_acc``, and the target
+    keys) and never evaluates d1: its accuracy comes from the run holding out d1 alone."""
+    from tljax.domains import evaluate_domains, evaluated_on
+
+    raw = _blobs(data_seed=0)
+    w = np.random.default_rng(0).normal(size=(raw.domains[0].train.x.shape[1], 3))
+    seen = []
+
+    def run(x, role):  # a fixed linear classifier; records every array it is asked about
+        seen.append(x)
+        return x @ w, x
+
+    def acc(split):
+        return float(np.mean(np.argmax(split.x @ w, -1) == split.y))
+
+    loo = evaluate_domains(get_task("dg/test_blobs", test="d1", val="d0"), run)
+    assert (
+        loo["val_domain_acc"] == loo["target_test_acc"] == pytest.approx(acc(raw.domains[0].train))
+    )
+    assert loo["target_out_acc"] == pytest.approx(acc(raw.domains[0].test))
+    assert loo["val_acc/d2"] == pytest.approx(acc(raw.domains[2].test))
+    held_out = {raw.domains[1].train.x.tobytes(), raw.domains[1].test.x.tobytes()}
+    assert not any(x.tobytes() in held_out for x in seen)
+    assert (
+        "d0/in (leave-one-domain-out validation; d1 held out"
+        in evaluated_on(get_task("dg/test_blobs", test="d1", val="d0"))["target"]
+    )
+    # Without val: the held-out domain's in split is the test, its out split the oracle's.
+    dg = evaluate_domains(get_task("dg/test_blobs", test="d1"), run)
+    assert dg["target_test_acc"] == pytest.approx(acc(raw.domains[1].train))
+    assert dg["target_out_acc"] == pytest.approx(acc(raw.domains[1].test))
+    assert "val_domain_acc" not in dg
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -10,7 +10,11 @@ Evaluated at every ``eval_every`` step (``metrics.jsonl``, kind ``eval``):
 * ``target_out_acc`` (DG): the held-out domain's out split (20%), the *test-domain
   validation* ("oracle") score;
 * ``val_domain_acc`` (DG with ``val=``): the in split of the second held-out domain, the
-  *leave-one-domain-out* validation score;
+  *leave-one-domain-out* validation score. Such a run exists only to score that domain:
+  its ``target_test_acc`` / ``target_out_acc`` are the *val* domain's in / out splits
+  (``val_domain_acc`` = ``target_test_acc``) and the test domain, held out of training,
+  is not evaluated either (its accuracy comes from the run that holds out the test domain
+  alone; on Colored Fashion-MNIST this is 40% less evaluation);
 * ``source_test_acc``: the pooled training domains' out splits (as single-source runs);
 * MSDA only, the unsupervised target scores of single-source runs (``target_neg_entropy``,
   ``target_im``, ``target_snd``) on the unlabelled target train split. DG has no target
@@ -58,6 +62,12 @@ def evaluated_on(task) -> dict[str, str]:
     if not isinstance(task, MultiDomainTask):
         return {"source": f"{task.source.name}/test", "target": f"{task.target.name}/test"}
     source = "+".join(f"{d.name}/out" for d in task.sources)
+    if task.setting == "dg" and task.val_domain is not None:
+        return {
+            "source": source,
+            "target": f"{task.val_domain.name}/in (leave-one-domain-out validation; "
+            f"{task.target.name} held out, not evaluated)",
+        }
     if task.setting == "dg":
         return {"source": source, "target": f"{task.target.name}/in (held out)"}
     return {"source": source, "target": f"{task.target.name}/test"}
@@ -87,17 +97,24 @@ def evaluate_domains(task: MultiDomainTask, run, *, selection: bool = True) -> d
     out["source_test_mean_class_acc"] = evaluate.mean_class_accuracy(
         pooled, task.source.test.y, task.num_classes
     )
-    logits, _ = run(task.target.test.x, "target")
-    out["target_test_acc"] = evaluate.accuracy(logits, task.target.test.y)
+    # DG: the held-out domain's in split is "test" and its out split "train" (swapped in
+    # tljax.data.multi_domain); a LOO validation run evaluates its val domain instead.
+    loo = task.setting == "dg" and task.val_domain is not None
+    test, out_split = (
+        (task.val_domain.train, task.val_domain.test)
+        if loo
+        else (task.target.test, task.target.train)
+    )
+    logits, _ = run(test.x, "target")
+    out["target_test_acc"] = evaluate.accuracy(logits, test.y)
     out["target_test_mean_class_acc"] = evaluate.mean_class_accuracy(
-        logits, task.target.test.y, task.num_classes
+        logits, test.y, task.num_classes
     )
     if task.setting == "dg":
-        logits, _ = run(task.target.train.x, "target")
-        out["target_out_acc"] = evaluate.accuracy(logits, task.target.train.y)
-        if task.val_domain is not None:
-            logits, _ = run(task.val_domain.train.x, "target")
-            out["val_domain_acc"] = evaluate.accuracy(logits, task.val_domain.train.y)
+        logits, _ = run(out_split.x, "target")
+        out["target_out_acc"] = evaluate.accuracy(logits, out_split.y)
+        if loo:
+            out["val_domain_acc"] = out["target_test_acc"]
         return out
     if selection:
         t_logits, t_feats = run(task.target.train.x, "target")
